@@ -1,0 +1,166 @@
+"""Pictures of training: the per-epoch grids, the progress GIF and the loss curves.
+
+In a notebook, after `train(train_dataset, EPOCHS)`:
+
+    from display import display_image
+    display_image(EPOCHS - 1)   # the grid saved after the last epoch (epochs count from 0)
+    display_image()             # the newest grid, whatever its epoch
+"""
+
+import glob
+import os
+import re
+
+import imageio.v3 as iio
+import matplotlib
+
+matplotlib.use("Agg")  # files only: training runs on machines without a display
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+import PIL.Image  # noqa: E402
+
+import storage  # noqa: E402
+
+OUT_DIR = storage.OUT_DIR
+GRID_COLUMNS = 8  # 8x8 = 64 samples: enough to see variety (or its absence) at a glance
+GRID_PADDING = 2  # pixels of background between samples
+GRID_SCALE = 2  # nearest-neighbour upscaling, so 28-pixel samples are visible on a screen
+GIF_FRAME_SECONDS = 0.2  # per epoch frame; the last frame stays longer
+GIF_LAST_FRAME_SECONDS = 2.0
+
+
+def images_to_grid(images, columns=GRID_COLUMNS):
+    """Tiles images in [-1, 1] into one uint8 picture.
+
+    Args:
+        images: array of shape (count, 28, 28, 1) or (count, 28, 28) with values in [-1, 1].
+
+    Returns:
+        A uint8 array (height, width) with white padding between the samples.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4:
+        images = images[..., 0]
+    count, height, width = images.shape
+    rows = -(-count // columns)
+    pixels = np.clip((images + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
+    grid = np.full((rows * (height + GRID_PADDING) + GRID_PADDING,
+                    columns * (width + GRID_PADDING) + GRID_PADDING), 255, dtype=np.uint8)
+    for index, image in enumerate(pixels):
+        top = GRID_PADDING + (index // columns) * (height + GRID_PADDING)
+        left = GRID_PADDING + (index % columns) * (width + GRID_PADDING)
+        grid[top:top + height, left:left + width] = image
+    return np.kron(grid, np.ones((GRID_SCALE, GRID_SCALE), dtype=np.uint8))
+
+
+def save_image_grid(images, path):
+    """Saves images in [-1, 1] as one PNG grid, atomically; returns the path."""
+    with storage.atomic_path(path) as temporary_path:
+        iio.imwrite(temporary_path, images_to_grid(images))
+    return path
+
+
+def saved_epochs(out_dir=OUT_DIR):
+    """Returns the sorted epoch numbers that have a saved grid in `out_dir`."""
+    epochs = []
+    for path in glob.glob(os.path.join(out_dir, storage.GRID_GLOB)):
+        match = re.fullmatch(r"image_at_epoch_(\d+)\.png", os.path.basename(path))
+        if match:
+            epochs.append(int(match.group(1)))
+    return sorted(epochs)
+
+
+def display_image(epoch=None, out_dir=OUT_DIR):
+    """Returns the grid saved after `epoch` as a PIL image, which a notebook displays.
+
+    Args:
+        epoch: epoch number, counted from 0, so the last of EPOCHS epochs is EPOCHS - 1;
+            None for the newest grid.
+        out_dir: the training output directory.
+
+    Raises:
+        FileNotFoundError: no grid has been saved in `out_dir`.
+        ValueError: there is no grid for that epoch; the message lists the saved epochs.
+    """
+    epochs = saved_epochs(out_dir)
+    if not epochs:
+        raise FileNotFoundError(f"no epoch grids in {os.path.abspath(out_dir)}; has training run there?")
+    if epoch is None:
+        epoch = epochs[-1]
+    if epoch not in epochs:
+        raise ValueError(f"no grid for epoch {epoch} in {out_dir}; saved epochs: {_describe_epochs(epochs)}")
+    with PIL.Image.open(os.path.join(out_dir, storage.GRID_PATTERN.format(epoch=epoch))) as image:
+        image.load()
+        return image
+
+
+def _describe_epochs(epochs):
+    # Epochs are contiguous in a normal run: "0-19" reads better than twenty numbers.
+    if epochs == list(range(epochs[0], epochs[-1] + 1)) and len(epochs) > 2:
+        return f"{epochs[0]}-{epochs[-1]}"
+    return ", ".join(str(epoch) for epoch in epochs)
+
+
+def make_gif(out_dir=OUT_DIR, gif_path=None):
+    """Builds the progress GIF from every saved epoch grid, in epoch order.
+
+    Returns:
+        The path of the GIF.
+
+    Raises:
+        FileNotFoundError: no grid has been saved in `out_dir`.
+    """
+    epochs = saved_epochs(out_dir)
+    if not epochs:
+        raise FileNotFoundError(f"no epoch grids in {out_dir} to build a GIF from")
+    frames = np.stack([iio.imread(os.path.join(out_dir, storage.GRID_PATTERN.format(epoch=epoch)))
+                       for epoch in epochs])
+    durations = [int(GIF_FRAME_SECONDS * 1000)] * len(frames)
+    durations[-1] = int(GIF_LAST_FRAME_SECONDS * 1000)
+    gif_path = gif_path or os.path.join(out_dir, storage.PROGRESS_GIF)
+    with storage.atomic_path(gif_path) as temporary_path:
+        # imageio's pillow plugin takes GIF frame durations in milliseconds; loop=0 repeats forever.
+        # Pillow wants a single number, not a list, for a one-frame GIF.
+        iio.imwrite(temporary_path, frames, extension=".gif",
+                    duration=durations if len(frames) > 1 else durations[0], loop=0)
+    return gif_path
+
+
+def plot_history(rows, path):
+    """Plots the per-epoch metrics (rows of metrics.csv) to a PNG; returns the path.
+
+    Top: both losses. Middle: D's mean output on real and on generated images, which
+    show who is winning more directly than the losses. Bottom, when any epoch was
+    evaluated: FID (lower is better).
+    """
+    epochs = [int(row["epoch"]) for row in rows]
+
+    def column(name):
+        return [float(row[name]) if row.get(name) not in (None, "") else np.nan for row in rows]
+
+    has_fid = any(row.get("fid") not in (None, "") for row in rows)
+    figure, axes = plt.subplots(3 if has_fid else 2, 1, figsize=(7, 8 if has_fid else 6), sharex=True)
+    try:
+        axes[0].plot(epochs, column("d_loss"), marker=".", label="discriminator")
+        axes[0].plot(epochs, column("g_loss"), marker=".", label="generator")
+        axes[0].set_ylabel("loss")
+        axes[0].legend()
+        axes[1].plot(epochs, column("d_real"), marker=".", label="D(x), real images")
+        axes[1].plot(epochs, column("d_fake"), marker=".", label="D(G(z)), generated images")
+        axes[1].set_ylabel("mean D output")
+        axes[1].set_ylim(0, 1)
+        axes[1].legend()
+        if has_fid:
+            fid = np.array(column("fid"))
+            evaluated = ~np.isnan(fid)
+            axes[2].plot(np.array(epochs)[evaluated], fid[evaluated], marker="o", color="tab:green")
+            axes[2].set_ylabel("FID (lower is better)")
+        axes[-1].set_xlabel("epoch")
+        for axis in axes:
+            axis.grid(alpha=0.3)
+        figure.tight_layout()
+        with storage.atomic_path(path) as temporary_path:
+            figure.savefig(temporary_path, dpi=100)
+    finally:
+        plt.close(figure)
+    return path

@@ -1,0 +1,208 @@
+"""The train step, the training loop, resuming, display and the fit() path, on tiny data."""
+
+import os
+
+import imageio.v3 as iio
+import keras
+import numpy as np
+import PIL.Image
+import pytest
+import tensorflow as tf
+
+import data
+import display
+import fit
+import models
+import storage
+import train
+
+TINY_BATCH = 64
+
+
+@pytest.fixture(scope="module")
+def tiny_images():
+    images, _ = data.load_fashion_mnist("train") if os.path.isdir(data.SYSTEM_DATA_DIR) else (
+        np.random.default_rng(0).integers(0, 256, (300, 28, 28), dtype=np.uint8), None)
+    return images[:300]
+
+
+def _weights(model):
+    return [variable.numpy().copy() for variable in model.trainable_variables]
+
+
+def test_one_step_changes_both_models_and_returns_finite_metrics():
+    generator = models.make_generator_model(latent_dim=16)
+    discriminator = models.make_discriminator_model()
+    generator_optimizer, discriminator_optimizer = models.make_optimizers()
+    before_generator, before_discriminator = _weights(generator), _weights(discriminator)
+    real_images = tf.random.uniform([8, 28, 28, 1], -1, 1)
+    results = train.train_step(real_images, generator, discriminator, generator_optimizer,
+                               discriminator_optimizer, tf.constant(0, tf.int64))
+    assert set(results) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert all(np.isfinite(float(value)) for value in results.values())
+    assert 0 < float(results["d_real"]) < 1 and 0 < float(results["d_fake"]) < 1
+    for before, model in ((before_generator, generator), (before_discriminator, discriminator)):
+        changed = [not np.array_equal(old, new) for old, new in zip(before, _weights(model))]
+        assert all(changed), f"{model.name}: some variables did not move"
+    assert int(generator_optimizer.iterations) == 1 and int(discriminator_optimizer.iterations) == 1
+
+
+def test_noise_differs_between_steps_and_follows_the_seed():
+    images = tf.zeros([4, 28, 28, 1])
+    first = train.sample_noise(images, 10, tf.constant([7, 0], tf.int64))
+    assert first.shape == (4, 10)
+    np.testing.assert_array_equal(first, train.sample_noise(images, 10, tf.constant([7, 0], tf.int64)))
+    assert not np.array_equal(first, train.sample_noise(images, 10, tf.constant([7, 1], tf.int64)))
+
+
+def test_training_writes_grids_checkpoint_models_gif_csv_and_plot(tiny_images, tmp_path):
+    out_dir = str(tmp_path / "run")
+    dataset = data.make_dataset(tiny_images, TINY_BATCH, seed=1)
+    history = train.train(dataset, 2, out_dir=out_dir, seed=1, verbose=0)
+
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert all(row["steps"] == 5 for row in history)  # 300 images / 64 = 4 full batches + 1 short
+    for name in ("image_at_epoch_0000.png", "image_at_epoch_0001.png", "metrics.csv", "losses.png",
+                 "progress.gif", "generator.keras", "discriminator.keras"):
+        assert os.path.getsize(os.path.join(out_dir, name)) > 0, name
+    assert tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints"))
+
+    rows = storage.read_csv(os.path.join(out_dir, "metrics.csv"))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert all(np.isfinite(float(row[name])) for row in rows for name in train.METRIC_NAMES)
+    assert float(rows[0]["images_per_second"]) > 0
+
+    generator = keras.models.load_model(os.path.join(out_dir, "generator.keras"))
+    assert generator(tf.zeros([2, train.LATENT_DIM])).shape == (2, 28, 28, 1)
+    discriminator = keras.models.load_model(os.path.join(out_dir, "discriminator.keras"))
+    assert discriminator(tf.zeros([2, 28, 28, 1])).shape == (2, 1)
+
+    grid = iio.imread(os.path.join(out_dir, "image_at_epoch_0001.png"))
+    assert grid.dtype == np.uint8 and grid.shape == (2 * (8 * 30 + 2),) * 2
+    frames = iio.imread(os.path.join(out_dir, "progress.gif"), index=None)
+    assert frames.shape[0] == 2
+
+    # The epoch grid is the generator applied to the stored fixed noise, in inference mode.
+    fixed_noise = tf.train.load_variable(tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints")),
+                                         "fixed_noise/.ATTRIBUTES/VARIABLE_VALUE")
+    assert fixed_noise.shape == (train.NUM_EXAMPLES_TO_GENERATE, train.LATENT_DIM)
+    expected = display.images_to_grid(generator(fixed_noise, training=False).numpy())
+    assert np.abs(expected.astype(int) - grid.astype(int)).max() <= 1
+
+    # display_image: epochs count from 0, so EPOCHS - 1 is the last one.
+    image = display.display_image(1, out_dir=out_dir)
+    assert isinstance(image, PIL.Image.Image) and image.size == grid.shape[::-1]
+    np.testing.assert_array_equal(np.asarray(display.display_image(out_dir=out_dir)), grid)
+    with pytest.raises(ValueError, match="saved epochs: 0, 1"):
+        display.display_image(5, out_dir=out_dir)
+
+
+def test_rerun_resumes_and_trains_only_the_missing_epochs(tiny_images, tmp_path):
+    out_dir = str(tmp_path / "run")
+    train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=2), 2, out_dir=out_dir, seed=2, verbose=0)
+    first_grid = iio.imread(os.path.join(out_dir, "image_at_epoch_0000.png"))
+
+    generator_optimizer, discriminator_optimizer = models.make_optimizers()
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=2), 3, out_dir=out_dir,
+                          generator_optimizer=generator_optimizer,
+                          discriminator_optimizer=discriminator_optimizer, verbose=0)
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    # The optimizer state came back: its step counter continues from epoch 2's first step.
+    assert int(generator_optimizer.iterations) == 3 * 5
+    assert [row["epoch"] for row in storage.read_csv(os.path.join(out_dir, "metrics.csv"))] == ["0", "1", "2"]
+    np.testing.assert_array_equal(iio.imread(os.path.join(out_dir, "image_at_epoch_0000.png")), first_grid)
+    assert display.saved_epochs(out_dir) == [0, 1, 2]
+
+    # Nothing left to do: the models are kept, nothing is retrained.
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=2), 3, out_dir=out_dir, verbose=0)
+    assert len(history) == 3
+
+
+def _dataset_as_in_a_new_process(images, seed):
+    # tf.data combines a shuffle's seed with TensorFlow's global seed, which train() sets;
+    # a new process starts without one, and so does this dataset.
+    tf.random.set_seed(None)
+    return data.make_dataset(images, TINY_BATCH, seed=seed)
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tiny_images, tmp_path):
+    # Stop after the first step of epoch 1 (time budget), then resume as a new process
+    # would (new dataset, new models): every epoch's metrics match a run that never stopped.
+    straight = train.train(_dataset_as_in_a_new_process(tiny_images, 3), 2,
+                           out_dir=str(tmp_path / "straight"), seed=3, verbose=0)
+    interrupted_dir = str(tmp_path / "interrupted")
+    train.train(_dataset_as_in_a_new_process(tiny_images, 3), 1, out_dir=interrupted_dir, seed=3, verbose=0)
+    train.train(_dataset_as_in_a_new_process(tiny_images, 3), 2, out_dir=interrupted_dir,
+                max_minutes=1e-9, verbose=0)
+    partial = storage.read_csv(os.path.join(interrupted_dir, "metrics.csv"))
+    assert [row["steps"] for row in partial] == ["5", "1"]
+    resumed = train.train(_dataset_as_in_a_new_process(tiny_images, 3), 2, out_dir=interrupted_dir, verbose=0)
+    assert [row["steps"] for row in resumed] == [5, 5]
+    for name in train.METRIC_NAMES:
+        np.testing.assert_allclose([row[name] for row in resumed], [row[name] for row in straight], rtol=1e-5)
+
+
+def test_short_last_batch_trains_without_retracing(tmp_path):
+    images = np.random.default_rng(1).integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    traces_before = train.train_step.experimental_get_tracing_count()
+    history = train.train(data.make_dataset(images, 4, seed=0), 1, out_dir=str(tmp_path), seed=0, verbose=0)
+    assert history[0]["steps"] == 3  # 4 + 4 + 2 images
+    assert train.train_step.experimental_get_tracing_count() - traces_before == 1
+
+
+def test_max_minutes_stops_cleanly_and_saves_everything(tiny_images, tmp_path):
+    out_dir = str(tmp_path)
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=4), 50, out_dir=out_dir,
+                          seed=4, max_minutes=1e-9, verbose=0)
+    assert len(history) == 1 and history[0]["steps"] == 1
+    for name in ("image_at_epoch_0000.png", "generator.keras", "discriminator.keras", "progress.gif"):
+        assert os.path.exists(os.path.join(out_dir, name))
+
+
+def test_fresh_starts_over(tiny_images, tmp_path):
+    out_dir = str(tmp_path)
+    train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=5), 2, out_dir=out_dir, seed=5, verbose=0)
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=5), 1, out_dir=out_dir,
+                          seed=5, fresh=True, verbose=0)
+    assert [row["epoch"] for row in history] == [0]
+    assert display.saved_epochs(out_dir) == [0]
+
+
+def test_checkpoint_for_another_latent_dim_is_refused_and_files_kept(tiny_images, tmp_path):
+    out_dir = str(tmp_path)
+    train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=6), 1, out_dir=out_dir, seed=6, verbose=0)
+    before = {name: os.path.getmtime(os.path.join(out_dir, name)) for name in os.listdir(out_dir)}
+    with pytest.raises(ValueError, match="latent dim 100, not 32"):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=6), 2, out_dir=out_dir, latent_dim=32, verbose=0)
+    assert {name: os.path.getmtime(os.path.join(out_dir, name)) for name in os.listdir(out_dir)} == before
+
+
+def test_checkpoint_of_another_architecture_is_refused(tiny_images, tmp_path):
+    out_dir = str(tmp_path)
+    train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=7), 1, out_dir=out_dir, seed=7, verbose=0)
+    other_generator = models.make_generator_model(filters=(32, 16))
+    with pytest.raises(ValueError, match="does not fit these models"):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=7), 2, out_dir=out_dir,
+                    generator=other_generator, discriminator=models.make_discriminator_model(), verbose=0)
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 2.5, "3", True])
+def test_train_rejects_bad_epochs(tiny_images, tmp_path, epochs):
+    with pytest.raises(ValueError, match="epochs"):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH), epochs, out_dir=str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
+def test_fit_path_trains_with_the_same_step_and_saves_grids(tiny_images, tmp_path):
+    generator = models.make_generator_model()
+    discriminator = models.make_discriminator_model()
+    gan = fit.DCGAN(generator, discriminator, seed=0)
+    gan.compile(*models.make_optimizers())
+    before = _weights(generator)
+    history = gan.fit(data.make_dataset(tiny_images, TINY_BATCH, seed=0), epochs=2, verbose=0,
+                      callbacks=[fit.GridMonitor(str(tmp_path))])
+    assert set(history.history) >= set(train.METRIC_NAMES)
+    assert all(np.isfinite(history.history["d_loss"]))
+    assert not np.array_equal(before[0], _weights(generator)[0])
+    assert display.saved_epochs(str(tmp_path)) == [0, 1]
+    assert display.make_gif(str(tmp_path)).endswith("progress.gif")
