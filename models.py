@@ -51,17 +51,21 @@ def make_generator_model(latent_dim=LATENT_DIM, filters=GENERATOR_FILTERS):
     projected_filters, upsampled_filters = filters
     _check_positive("generator filters", projected_filters, upsampled_filters)
 
+    # Built inside a multi-replica tf.distribute strategy, each replica sees only part of
+    # the batch: synchronized BatchNorm keeps the statistics those of the whole batch.
+    synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+
     noise = keras.Input(shape=(latent_dim,), name="noise")
     x = keras.layers.Dense(7 * 7 * projected_filters, use_bias=False,
                            kernel_initializer=_weights_initializer())(noise)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(synchronized=synchronized)(x)
     x = keras.layers.ReLU()(x)
     x = keras.layers.Reshape((7, 7, projected_filters))(x)
     assert tuple(x.shape) == (None, 7, 7, projected_filters)
 
     x = keras.layers.Conv2DTranspose(upsampled_filters, KERNEL_SIZE, strides=2, padding="same",
                                      use_bias=False, kernel_initializer=_weights_initializer())(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(synchronized=synchronized)(x)
     x = keras.layers.ReLU()(x)
     assert tuple(x.shape) == (None, 14, 14, upsampled_filters)
 

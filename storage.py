@@ -18,6 +18,7 @@ Layout of an output directory (default OUT_DIR):
 import contextlib
 import csv
 import errno
+import glob
 import os
 import tempfile
 
@@ -68,6 +69,19 @@ def atomic_path(path):
     finally:
         if os.path.exists(temporary_path):
             os.remove(temporary_path)
+
+
+def remove_partial_files(directory):
+    """Deletes temporary files that a killed run left behind in `directory`; returns their names.
+
+    Only names of the form atomic_path() creates (".NAME.RANDOM.partial.EXT") are touched.
+    """
+    removed = []
+    for path in glob.glob(os.path.join(directory, ".*.partial*")):
+        if os.path.isfile(path):
+            os.remove(path)
+            removed.append(os.path.basename(path))
+    return removed
 
 
 def _current_umask():

@@ -428,8 +428,10 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
         # Every worker must take part in saving (it is a collective operation), but only
         # the chief's copy is kept.
         checkpoint_dir = os.path.join(out_dir, f".worker_{strategy.cluster_resolver.task_id}_checkpoints")
-    if fresh and is_chief:
-        _remove_previous_results(out_dir)
+    if is_chief:
+        storage.remove_partial_files(out_dir)
+        if fresh:
+            _remove_previous_results(out_dir)
     checkpoints = _Checkpoints(checkpoint_dir, generator=generator, discriminator=discriminator,
                                generator_optimizer=generator_optimizer,
                                discriminator_optimizer=discriminator_optimizer,
