@@ -52,6 +52,7 @@ NUM_EXAMPLES_TO_GENERATE = 64  # the fixed noise batch behind every epoch grid (
 OUT_DIR = storage.OUT_DIR  # "training_output" in the current directory
 CHECKPOINT_EVERY_MINUTES = 5.0  # a kill -9 loses at most this much work
 CHECKPOINTS_TO_KEEP = 3  # older ones are the fallback when the newest is corrupt
+EVALUATION_SAMPLES = 10_000  # generated images per FID, as many as the real test images
 # ----------------------------------------------------------------------------------------
 
 # Limits that catch typing mistakes (an extra zero or two) before hours are spent.
@@ -344,7 +345,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
           out_dir=OUT_DIR, seed=SEED, fresh=False, precision=None, strategy=None,
           label_smoothing=LABEL_SMOOTHING, max_minutes=None,
           checkpoint_every_minutes=CHECKPOINT_EVERY_MINUTES, checkpoint_every_steps=0,
-          evaluator=None, evaluate_every=0, evaluation_samples=10_000, verbose=1):
+          evaluator=None, evaluate_every=0, evaluation_samples=EVALUATION_SAMPLES, verbose=1):
     """Trains a DCGAN on `dataset`, resuming from the checkpoint in `out_dir` if there is one.
 
     Epochs are numbered from 0: `train(dataset, 5)` after a finished 3-epoch run in the same
@@ -681,6 +682,10 @@ def make_argument_parser():
                         help="also save a checkpoint every N steps (0: off)")
     parser.add_argument("--checkpoint-every-minutes", type=float, default=CHECKPOINT_EVERY_MINUTES,
                         help=f"also save a checkpoint every M minutes (default {CHECKPOINT_EVERY_MINUTES}; 0: off)")
+    parser.add_argument("--eval-every", type=bounded_int(0, MAX_EPOCHS), default=0,
+                        help="measure FID, precision and recall every N epochs (evaluate.py; 0: off)")
+    parser.add_argument("--eval-samples", type=bounded_int(100, 100_000), default=EVALUATION_SAMPLES,
+                        help=f"generated images per evaluation (default {EVALUATION_SAMPLES})")
     parser.add_argument("--deterministic", action="store_true",
                         help="bit-identical results for the same --seed on the same machine (slower)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only a line per epoch")
@@ -706,6 +711,11 @@ def main(argv=None):
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**31)
         dataset = load_training_dataset(args.batch_size, args.data_dir, args.max_images, seed)
+        evaluator = None
+        if args.eval_every:
+            import evaluate  # only when asked for: it loads the classifier and the test images
+
+            evaluator = evaluate.Evaluator(data_dir=args.data_dir)
         with strategy.scope():
             generator_optimizer, discriminator_optimizer = models.make_optimizers(
                 args.g_learning_rate, args.d_learning_rate, args.beta_1,
@@ -715,7 +725,9 @@ def main(argv=None):
               out_dir=args.out_dir, seed=seed, fresh=args.fresh, precision=args.precision,
               strategy=strategy, label_smoothing=args.label_smoothing, max_minutes=args.max_minutes,
               checkpoint_every_minutes=args.checkpoint_every_minutes,
-              checkpoint_every_steps=args.checkpoint_every_steps, verbose=2 if args.quiet else 1)
+              checkpoint_every_steps=args.checkpoint_every_steps, evaluator=evaluator,
+              evaluate_every=args.eval_every, evaluation_samples=args.eval_samples,
+              verbose=2 if args.quiet else 1)
     except (ValueError, FileNotFoundError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
