@@ -1,0 +1,190 @@
+"""Image quality per minute of CPU: the project's default training against the TF tutorial's.
+
+Each configuration trains for the same wall-clock budget, one after the other (so each has
+the whole machine), and is evaluated at fixed moments of its training time: FID,
+precision and recall in the features of the project's Fashion-MNIST classifier
+(evaluate.py). Evaluation time is not counted as training time.
+
+    python benchmarks/quality.py                       # 20 minutes each, about 45 minutes
+    python benchmarks/quality.py --minutes 5 --configs default
+    python benchmarks/quality.py --configs default --batch-size 64 --d-learning-rate 1e-4
+
+The flags after --configs change the default configuration only, for tuning experiments;
+benchmarks/RESULTS.md records what was tried.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import keras  # noqa: E402
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import data  # noqa: E402
+import devices  # noqa: E402
+import evaluate  # noqa: E402
+import models  # noqa: E402
+import train  # noqa: E402
+import tutorial  # noqa: E402
+
+MINUTES = 20.0  # long enough for the tutorial to get past its blurry start
+EVALUATION_MINUTES = (1, 2, 5, 10, 20, 30, 40, 60, 90, 120)  # moments to measure, up to the budget
+EVALUATION_SAMPLES = 10_000  # as many as the real test images the statistics come from
+SEED = 0
+OUT_DIR = "quality_output"
+
+
+def make_default_run(images, args):
+    """Returns (step, generator, dataset) of the project's default configuration."""
+    precision = devices.check_precision(args.precision)
+    keras.utils.set_random_seed(args.seed)
+    with devices.dtype_policy(precision):
+        generator = models.make_generator_model(filters=tuple(args.generator_filters))
+        discriminator = models.make_discriminator_model(filters=tuple(args.discriminator_filters))
+    generator_optimizer, discriminator_optimizer = models.make_optimizers(
+        args.g_learning_rate, args.d_learning_rate, args.beta_1, loss_scaling=(precision == "mixed_float16"))
+    generator_optimizer.build(generator.trainable_variables)
+    discriminator_optimizer.build(discriminator.trainable_variables)
+    noise_seed = tf.Variable(args.seed, dtype=tf.int64)
+
+    def step(real_images):
+        results = train.train_step(real_images, generator, discriminator, generator_optimizer,
+                                   discriminator_optimizer, noise_seed, args.label_smoothing)
+        return float(results["g_loss"])  # reading a value waits for the step to finish
+
+    return step, generator, data.make_dataset(images, args.batch_size, seed=args.seed)
+
+
+def make_tutorial_run(images, args):
+    """Returns (step, generator, dataset) of the TF tutorial, as published (float32)."""
+    keras.utils.set_random_seed(args.seed)
+    generator = tutorial.make_tutorial_generator_model()
+    discriminator = tutorial.make_tutorial_discriminator_model()
+    generator_optimizer, discriminator_optimizer = tutorial.make_tutorial_optimizers()
+    tutorial_step = tutorial.make_tutorial_train_step(generator, discriminator, generator_optimizer,
+                                                      discriminator_optimizer)
+
+    def step(real_images):
+        tutorial_step(real_images)
+        return int(generator_optimizer.iterations)  # waits for the step to finish
+
+    return step, generator, tutorial.make_tutorial_dataset(images)
+
+
+CONFIGURATIONS = {"default": make_default_run, "tutorial": make_tutorial_run}
+
+
+def measure(name, run, minutes, evaluator, num_samples, seed):
+    """Trains one configuration for `minutes` of training time, evaluating on the way.
+
+    Returns:
+        A list of dicts: minutes, seconds, steps, epochs, and the evaluator's metrics.
+    """
+    step, generator, dataset = run
+    marks = [mark * 60 for mark in EVALUATION_MINUTES if mark < minutes] + [minutes * 60]
+    batches = iter(dataset.repeat())
+    seconds, steps, images_seen, records = 0.0, 0, 0, []
+    while marks:
+        real_images = next(batches)
+        start = time.perf_counter()
+        step(real_images)
+        seconds += time.perf_counter() - start
+        steps += 1
+        images_seen += int(tf.shape(real_images)[0])
+        if seconds >= marks[0]:
+            marks.pop(0)
+            results = evaluator.evaluate(generator, num_samples=num_samples, seed=seed)
+            record = {"config": name, "minutes": seconds / 60, "seconds": seconds, "steps": steps,
+                      "images_seen": images_seen, "images_per_second": images_seen / seconds}
+            record.update({key: results[key] for key in ("fid", "precision", "recall", "inception_score")})
+            records.append(record)
+            print(f"{name:>9}  {seconds / 60:6.1f} min  {steps:6d} steps  {images_seen / 60000:5.2f} epochs  "
+                  f"{record['images_per_second']:6.0f} img/s  FID {record['fid']:7.2f}  "
+                  f"precision {record['precision']:.3f}  recall {record['recall']:.3f}  "
+                  f"IS {record['inception_score']:.2f}", flush=True)
+    return records
+
+
+def plot(records, path):
+    """Plots FID against training minutes, one line per configuration; returns the path."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    try:
+        for name in dict.fromkeys(record["config"] for record in records):
+            points = [record for record in records if record["config"] == name]
+            axis.plot([p["minutes"] for p in points], [p["fid"] for p in points], marker="o", label=name)
+        axis.set_xlabel("training minutes on this machine")
+        axis.set_ylabel("FID, classifier features (lower is better)")
+        axis.set_yscale("log")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+    finally:
+        plt.close(figure)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=train.positive_float, default=MINUTES,
+                        help=f"training budget of each configuration (default {MINUTES})")
+    parser.add_argument("--configs", default="default,tutorial",
+                        help="comma-separated, from: " + ", ".join(CONFIGURATIONS))
+    parser.add_argument("--samples", type=train.bounded_int(100, 100_000), default=EVALUATION_SAMPLES)
+    parser.add_argument("--seed", type=train.bounded_int(0, 2**31 - 1), default=SEED)
+    parser.add_argument("--out-dir", default=OUT_DIR)
+    parser.add_argument("--data-dir", default=None)
+    default_group = parser.add_argument_group("the default configuration (for tuning)")
+    default_group.add_argument("--batch-size", type=train.bounded_int(1, 60000), default=train.BATCH_SIZE)
+    default_group.add_argument("--g-learning-rate", type=train.positive_float, default=train.GENERATOR_LEARNING_RATE)
+    default_group.add_argument("--d-learning-rate", type=train.positive_float, default=train.DISCRIMINATOR_LEARNING_RATE)
+    default_group.add_argument("--beta-1", type=train.fraction, default=train.BETA_1)
+    default_group.add_argument("--label-smoothing", type=train.fraction, default=train.LABEL_SMOOTHING)
+    default_group.add_argument("--generator-filters", type=_filters, default=models.GENERATOR_FILTERS)
+    default_group.add_argument("--discriminator-filters", type=_filters, default=models.DISCRIMINATOR_FILTERS)
+    default_group.add_argument("--precision", choices=devices.PRECISIONS, default=None)
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in args.configs.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CONFIGURATIONS]
+    if unknown or not names:
+        parser.error(f"--configs: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(CONFIGURATIONS)}")
+
+    try:
+        images, _ = data.load_fashion_mnist("train", args.data_dir)
+        evaluator = evaluate.Evaluator(data_dir=args.data_dir)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"quality.py: error: {error}", file=sys.stderr)
+        return 2
+    os.makedirs(args.out_dir, exist_ok=True)
+    print(f"{', '.join(names)}: {args.minutes:g} training minutes each, FID on {args.samples} samples", flush=True)
+    records = []
+    for name in names:
+        records += measure(name, CONFIGURATIONS[name](images, args), args.minutes, evaluator, args.samples, args.seed)
+        with open(os.path.join(args.out_dir, "quality.json"), "w") as file:
+            json.dump({"settings": vars(args), "records": records}, file, indent=1, default=str)
+    print(f"plot: {plot(records, os.path.join(args.out_dir, 'quality.png'))}")
+    return 0
+
+
+def _filters(text):
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two comma-separated whole numbers, got {text!r}") from None
+    if len(values) != 2 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected two positive whole numbers, got {text!r}")
+    return values
+
+
+if __name__ == "__main__":
+    sys.exit(main())
