@@ -6,9 +6,10 @@ al., 2015): strided convolutions instead of pooling, no hidden dense layers, Bat
 ReLU in G, LeakyReLU(0.2) in D, tanh on G's output, weights drawn from N(0, 0.02).
 
 D has no BatchNorm. The guidelines put it in every D layer but the first, but batch
-statistics make one image's logit depend on the rest of its batch. Without them, D scores
-real and generated images in one pass over their concatenation with exactly the result of
-two passes, which is both faster and what the train step does.
+statistics make D's verdict on one image depend on the rest of its batch, and D sees
+all-real and all-fake batches, so it can learn to tell the batches apart by their
+statistics instead of judging images. The TF tutorial's D leaves it out too, as do most
+later GANs (WGAN-GP, SN-GAN, StyleGAN).
 """
 
 import keras

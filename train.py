@@ -126,17 +126,16 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
         A dict of float32 scalars: d_loss, g_loss, and d_real / d_fake, D's mean output
         (a probability) on real images, D(x), and on generated ones, D(G(z)).
     """
-    batch_size = tf.shape(real_images)[0]
     latent_dim = generator.input_shape[-1]
     step_seed = tf.stack([tf.cast(noise_seed, tf.int64), tf.cast(generator_optimizer.iterations, tf.int64)])
     noise = sample_noise(real_images, latent_dim, step_seed)
 
     with tf.GradientTape() as generator_tape, tf.GradientTape() as discriminator_tape:
         fake_images = generator(noise, training=True)
-        # One D pass over real and fake together: D has no batch statistics, so this is
-        # exactly two passes, at the cost of one larger (faster) one.
-        logits = discriminator(tf.concat([real_images, fake_images], axis=0), training=True)
-        real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
+        # Two D passes, not one over the concatenation of real and fake: on a CPU the
+        # single larger pass measured about 10% slower (benchmarks/RESULTS.md).
+        real_logits = discriminator(real_images, training=True)
+        fake_logits = discriminator(fake_images, training=True)
 
         generator_loss = models.generator_loss(fake_logits)
         discriminator_loss = models.discriminator_loss(real_logits, fake_logits, label_smoothing)

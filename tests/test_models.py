@@ -111,8 +111,7 @@ def test_optimizers_are_adam_with_dcgan_settings():
 
 
 def test_discriminator_scores_images_independently_of_their_batch():
-    # The train step scores real and fake images in one concatenated pass; that is only
-    # equivalent to two passes if no layer mixes images of a batch (no BatchNorm in D).
+    # No BatchNorm in D: its verdict on an image must not depend on the rest of the batch.
     discriminator = models.make_discriminator_model()
     images = tf.random.uniform([6, 28, 28, 1], -1, 1)
     together = discriminator(images, training=True).numpy()
