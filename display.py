@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: training runs on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import PIL.Image  # noqa: E402
 
@@ -156,6 +157,7 @@ def plot_history(rows, path):
             axes[2].plot(np.array(epochs)[evaluated], fid[evaluated], marker="o", color="tab:green")
             axes[2].set_ylabel("FID (lower is better)")
         axes[-1].set_xlabel("epoch")
+        axes[-1].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         for axis in axes:
             axis.grid(alpha=0.3)
         figure.tight_layout()
