@@ -117,7 +117,9 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
         real_images: float32 batch (batch, 28, 28, 1) in [-1, 1]; the last batch of an
             epoch may be smaller, and the noise batch follows its size.
         generator, discriminator: the models to train.
-        generator_optimizer, discriminator_optimizer: their optimizers.
+        generator_optimizer, discriminator_optimizer: their optimizers, already built
+            (`optimizer.build(model.trainable_variables)`): a tf.function may create
+            variables only on its first trace.
         noise_seed: int64 scalar tensor; with the optimizer's step counter it seeds the noise,
             so a resumed run draws exactly the noise an uninterrupted one would have.
         label_smoothing: one-sided label smoothing for D's real targets.

@@ -34,6 +34,10 @@ def test_one_step_changes_both_models_and_returns_finite_metrics():
     generator = models.make_generator_model(latent_dim=16)
     discriminator = models.make_discriminator_model()
     generator_optimizer, discriminator_optimizer = models.make_optimizers()
+    # train_step is one tf.function for all models; it may create variables only on its
+    # first trace, so optimizer slots are built first, as train() does.
+    generator_optimizer.build(generator.trainable_variables)
+    discriminator_optimizer.build(discriminator.trainable_variables)
     before_generator, before_discriminator = _weights(generator), _weights(discriminator)
     real_images = tf.random.uniform([8, 28, 28, 1], -1, 1)
     results = train.train_step(real_images, generator, discriminator, generator_optimizer,
