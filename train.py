@@ -164,10 +164,18 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
 
 @tf.function
 def distributed_train_step(strategy, real_images, *step_arguments):
-    """Runs `train_step` on every replica of `strategy`; returns its dict averaged over replicas."""
+    """Runs `train_step` on every replica of `strategy`.
+
+    Returns:
+        train_step's dict averaged over replicas, plus "images": the global batch size.
+    """
     per_replica_results = strategy.run(train_step, args=(real_images,) + step_arguments)
-    return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-            for name, value in per_replica_results.items()}
+    results = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+               for name, value in per_replica_results.items()}
+    # The images of every replica on every worker, for an honest images/s.
+    per_replica_images = strategy.run(lambda images: tf.shape(images)[0], args=(real_images,))
+    results["images"] = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_images, axis=None)
+    return results
 
 
 def load_training_dataset(batch_size=BATCH_SIZE, data_dir=None, max_images=None, seed=SEED):
@@ -395,6 +403,13 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
     if max_minutes is not None and max_minutes <= 0:
         raise ValueError(f"max_minutes must be positive, got {max_minutes}")
     strategy = strategy or tf.distribute.get_strategy()
+    if strategy.num_replicas_in_sync > 1:
+        # A replica given no image at all fails (and leaves the other workers waiting).
+        last_batch_size = int(dataset.skip(steps_per_epoch - 1).map(lambda images: tf.shape(images)[0])
+                              .get_single_element())
+        if last_batch_size < strategy.num_replicas_in_sync:
+            raise ValueError(f"the last batch of an epoch holds {last_batch_size} image(s), fewer than the "
+                             f"{strategy.num_replicas_in_sync} replicas; change the batch size or the number of images")
     precision = devices.check_precision(precision)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**31)
@@ -443,11 +458,11 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
         checkpoints.check_latent_dim(latent_dim)
         restored = checkpoints.restore()
         if restored:
-            log(f"Resuming from {restored}: epoch {int(epoch)}, step {int(step_in_epoch)} "
-                f"(seed {int(noise_seed)})", flush=True)
+            log(f"Resuming from {restored}: epoch {int(epoch.numpy())}, step {int(step_in_epoch.numpy())} "
+                f"(seed {int(noise_seed.numpy())})", flush=True)
 
     metrics_path = os.path.join(out_dir, storage.METRICS_CSV)
-    start_epoch, start_step = int(epoch), int(step_in_epoch)
+    start_epoch, start_step = int(epoch.numpy()), int(step_in_epoch.numpy())
     # Rows of epochs that the checkpoint has not seen completed are redone below.
     history = [row for row in storage.read_csv(metrics_path) if int(row["epoch"]) < start_epoch]
     history = [{name: _to_number(value) for name, value in row.items()} for row in history]
@@ -456,7 +471,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
         log(f"{out_dir} already holds {start_epoch} epochs; pass a larger epochs to train more, or fresh=True")
     else:
         log(f"Training epochs {start_epoch}-{epochs - 1}: {steps_per_epoch} steps an epoch, precision {precision}, "
-            f"{strategy.num_replicas_in_sync} replica(s), seed {int(noise_seed)}", flush=True)
+            f"{strategy.num_replicas_in_sync} replica(s), seed {int(noise_seed.numpy())}", flush=True)
 
     # One iterator over all remaining epochs, fast-forwarded to where the checkpoint stopped:
     # with a seeded dataset from load_training_dataset() the batches are exactly those an
@@ -512,7 +527,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
             if verbose == 1:
                 progress_bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=METRIC_NAMES,
                                                    interval=0.1 if sys.stdout.isatty() else 30.0)
-            for step in range(int(step_in_epoch), steps_per_epoch):
+            for step in range(int(step_in_epoch.numpy()), steps_per_epoch):
                 step_start = time.perf_counter()
                 real_images = next(batch_iterator)
                 results = run_step(real_images)
@@ -524,7 +539,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
                     _handle_divergence(checkpoints, generator, discriminator, out_dir, is_chief,
                                        epoch_index, step, dict(zip(METRIC_NAMES, values)))
 
-                batch_size = _local_batch_size(real_images)
+                batch_size = _images_in_step(real_images, results)
                 epoch_totals.assign_add(tf.constant(values + [seconds, batch_size], tf.float64))
                 step_in_epoch.assign(step + 1)
                 if progress_bar is not None:
@@ -546,11 +561,11 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
                         checkpoints.save()
                         last_checkpoint_time = now
 
-            steps_done = int(step_in_epoch)
+            steps_done = int(step_in_epoch.numpy())
             row = finish_epoch_row(epoch_index, steps_done)
             if (evaluator is not None and evaluate_every and not stopped_early
                     and (epoch_index + 1) % evaluate_every == 0):
-                row.update(evaluator.evaluate(generator, num_samples=evaluation_samples, seed=int(noise_seed)))
+                row.update(evaluator.evaluate(generator, num_samples=evaluation_samples, seed=int(noise_seed.numpy())))
             if not stopped_early:
                 epoch.assign(epoch_index + 1)
                 step_in_epoch.assign(0)
@@ -579,10 +594,10 @@ def _to_number(value):
     return int(number) if number.is_integer() and "." not in value else number
 
 
-def _local_batch_size(real_images):
-    # Under a strategy the batch arrives as one tensor per replica.
-    if isinstance(real_images, tf.distribute.DistributedValues):
-        return sum(int(tf.shape(part)[0]) for part in real_images.values)
+def _images_in_step(real_images, results):
+    # Under a strategy, distributed_train_step counts the images of all replicas and workers.
+    if "images" in results:
+        return int(results["images"])
     return int(tf.shape(real_images)[0])
 
 
@@ -618,6 +633,7 @@ def _save_final_results(generator, discriminator, out_dir, history, log):
 
 
 def bounded_int(low, high):
+    """Returns an argparse type: a whole number in [low, high]."""
     def parse(text):
         try:
             value = int(text)
@@ -629,21 +645,35 @@ def bounded_int(low, high):
     return parse
 
 
-def positive_float(text):
+def _number(text):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite number above 0."""
+    value = _number(text)
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
+def non_negative_float(text):
+    """argparse type: a finite number, 0 or above."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    """argparse type: a number in [0, 1)."""
+    value = _number(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
@@ -681,7 +711,7 @@ def make_argument_parser():
     parser.add_argument("--label-smoothing", type=fraction, default=LABEL_SMOOTHING)
     parser.add_argument("--checkpoint-every-steps", type=bounded_int(0, 10**9), default=0,
                         help="also save a checkpoint every N steps (0: off)")
-    parser.add_argument("--checkpoint-every-minutes", type=float, default=CHECKPOINT_EVERY_MINUTES,
+    parser.add_argument("--checkpoint-every-minutes", type=non_negative_float, default=CHECKPOINT_EVERY_MINUTES,
                         help=f"also save a checkpoint every M minutes (default {CHECKPOINT_EVERY_MINUTES}; 0: off)")
     parser.add_argument("--eval-every", type=bounded_int(0, MAX_EPOCHS), default=0,
                         help="measure FID, precision and recall every N epochs (evaluate.py; 0: off)")
@@ -711,6 +741,11 @@ def main(argv=None):
             seed = stored_seed(args.out_dir)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**31)
+        if args.strategy == "multiworker":
+            # Every worker must shuffle alike, since each takes its share of every batch:
+            # MultiWorkerMirroredStrategy starts a variable everywhere with the chief's value.
+            with strategy.scope():
+                seed = int(tf.Variable(seed, dtype=tf.int64, trainable=False).numpy())
         dataset = load_training_dataset(args.batch_size, args.data_dir, args.max_images, seed)
         evaluator = None
         if args.eval_every:

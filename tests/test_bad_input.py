@@ -12,7 +12,8 @@ Cases, command line (`python train.py ...`):
   7. --out-dir that is a file, or not writable
   8. --out-dir holding a checkpoint for another latent size, or another architecture
   9. --deterministic without --seed; an unknown --precision or --strategy;
-     --strategy multiworker without TF_CONFIG
+     --strategy multiworker without TF_CONFIG; --max-minutes negative or NaN;
+     --checkpoint-every-minutes negative; --label-smoothing outside [0, 1)
 Python:
   10. train() with bad epochs (in test_train.py), and each data case above through
       data.load_fashion_mnist (in test_data.py)
@@ -89,6 +90,9 @@ def _assert_one_clear_error(code, lines, expected_text):
     ("--latent-dim", "1000000", "must be between 1 and"),
     ("--max-images", "0", "must be between 1 and"),
     ("--max-minutes", "-1", "must be a positive number"),
+    ("--max-minutes", "nan", "expected a finite number"),
+    ("--checkpoint-every-minutes", "-5", "must be 0 or more"),
+    ("--label-smoothing", "1.5", "must be in [0, 1)"),
     ("--precision", "float8", "invalid choice"),
     ("--strategy", "tpu", "invalid choice"),
 ])

@@ -116,7 +116,7 @@ KILLER = textwrap.dedent("""
         checkpoint_management.update_checkpoint_state_internal = killing(
             checkpoint_management.update_checkpoint_state_internal)
     else:
-        train._local_batch_size = killing(train._local_batch_size)
+        train._images_in_step = killing(train._images_in_step)
     sys.exit(train.main(sys.argv[3:]))
 """)
 

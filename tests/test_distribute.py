@@ -1,0 +1,167 @@
+"""--strategy mirrored and multiworker, proved on CPUs: no GPU and no second machine needed.
+
+Two logical CPU devices stand in for two GPUs, and two local processes talking over
+loopback stand in for two machines.
+"""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+from conftest import REPO_ROOT, write_fashion_mnist
+
+import train
+
+# One thread per TensorFlow pool in the processes these tests start: the machines running
+# the tests may have few cores, and two workers share them.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "2"}
+
+# Runs in a fresh interpreter: logical devices can only be configured before TensorFlow
+# initializes its devices, which has long happened in the pytest process.
+EQUIVALENCE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    import models
+    import train
+
+    STEPS = 2
+    LATENT_DIM = 16
+    # float32 throughout (the default Keras policy, never switched here): under
+    # mixed_bfloat16, the default on CPUs with bfloat16 instructions, the rounding of
+    # 8-bit mantissas would drown the differences this test looks for.
+    assert keras.mixed_precision.global_policy().name == "float32"
+    keras.utils.set_random_seed(0)
+    initial = (models.make_generator_model(LATENT_DIM).get_weights(),
+               models.make_discriminator_model().get_weights())
+    images = tf.random.stateless_uniform([16, 28, 28, 1], seed=[1, 2], minval=-1, maxval=1)
+
+    def run(strategy):
+        # The same initial weights, batch and noise seed under each strategy; models built
+        # inside the scope, as train() builds them (so G's BatchNorm is synchronized there).
+        with strategy.scope():
+            generator = models.make_generator_model(LATENT_DIM)
+            discriminator = models.make_discriminator_model()
+            generator.set_weights(initial[0])
+            discriminator.set_weights(initial[1])
+            generator_optimizer, discriminator_optimizer = models.make_optimizers()
+            generator_optimizer.build(generator.trainable_variables)
+            discriminator_optimizer.build(discriminator.trainable_variables)
+            noise_seed = tf.Variable(123, dtype=tf.int64, trainable=False)
+        arguments = (generator, discriminator, generator_optimizer, discriminator_optimizer, noise_seed, 0.0)
+        steps = []
+        for _ in range(STEPS):
+            if strategy.num_replicas_in_sync > 1:
+                batch = next(iter(strategy.experimental_distribute_dataset(
+                    tf.data.Dataset.from_tensors(images))))
+                results = train.distributed_train_step(strategy, batch, *arguments)
+            else:
+                results = train.train_step(images, *arguments)
+            steps.append({
+                "losses": {name: float(value) for name, value in results.items()},
+                # All weights, BatchNorm's moving statistics included.
+                "weights": [w.tolist() for w in generator.get_weights() + discriminator.get_weights()],
+            })
+        return steps, strategy.num_replicas_in_sync
+
+    one_device, _ = run(tf.distribute.get_strategy())
+    mirrored, replicas = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    json.dump({"replicas": replicas, "one_device": one_device, "mirrored": mirrored,
+               "initial": [w.tolist() for w in initial[0] + initial[1]]}, sys.stdout)
+""")
+
+
+def _max_difference(first, second):
+    import numpy as np
+
+    return max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(first, second))
+
+
+def test_mirrored_over_two_devices_takes_the_same_steps_as_one_device(tmp_path):
+    script = tmp_path / "equivalence.py"
+    script.write_text(EQUIVALENCE_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), REPO_ROOT], cwd=str(tmp_path),
+                            env={**os.environ, **QUIET_ENV}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["replicas"] == 2
+
+    for step, (alone, split) in enumerate(zip(report["one_device"], report["mirrored"])):
+        for name, value in alone["losses"].items():
+            assert abs(value - split["losses"][name]) < 1e-5, (step, name, value, split["losses"][name])
+        # Adam moves every weight by about the learning rate (2e-4) per step whatever the
+        # gradient's size. After the first step the two runs agree to ~1e-7. By the second,
+        # float32 summation order changes a few hundred elements whose gradient is tiny,
+        # where Adam's g / sqrt(v) is sensitive, by up to ~4e-5. Unsynchronized BatchNorm
+        # in G differs by ~4e-4 after one step (sign flips), far outside both bounds.
+        tolerance = 1e-6 if step == 0 else 1e-4
+        difference = _max_difference(alone["weights"], split["weights"])
+        assert difference < tolerance, f"step {step + 1}: weights differ by {difference}"
+    # The comparison is not vacuous: training moved the weights by much more than that.
+    assert _max_difference(report["initial"], report["one_device"][0]["weights"]) > 1e-4
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_workers_train_an_epoch_and_only_the_chief_writes_results(tmp_path):
+    data_dir = write_fashion_mnist(tmp_path / "fashion-mnist")
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    # One output directory per worker, as on two machines without a shared disk.
+    out_dirs = [tmp_path / "chief", tmp_path / "worker1"]
+    workers = []
+    for index, out_dir in enumerate(out_dirs):
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        command = [sys.executable, os.path.join(REPO_ROOT, "train.py"), "--strategy", "multiworker",
+                   "--epochs", "1", "--max-images", "200", "--batch-size", "50", "--data-dir", data_dir,
+                   "--out-dir", str(out_dir), "--seed", "0", "--quiet", "--precision", "float32"]
+        workers.append(subprocess.Popen(command, cwd=str(tmp_path), env={**os.environ, **QUIET_ENV, "TF_CONFIG": config},
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=240))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()
+    for index, (worker, (stdout, stderr)) in enumerate(zip(workers, outputs)):
+        assert worker.returncode == 0, f"worker {index}:\n{stdout}\n{stderr[-3000:]}"
+    assert "2 replica(s)" in outputs[0][0]
+
+    chief_dir, worker_dir = out_dirs
+    for name in ("image_at_epoch_0000.png", "metrics.csv", "generator.keras", "discriminator.keras"):
+        assert os.path.getsize(chief_dir / name) > 0, name
+    with open(chief_dir / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["epoch"] for row in rows] == ["0"]
+    assert rows[0]["steps"] == "4"  # 200 images in global batches of 50
+    assert os.listdir(chief_dir / "checkpoints")
+    # Worker 1 saves its own copy of each checkpoint (saving is a collective operation, and
+    # a resumed run restores it from there) but writes no results.
+    assert set(os.listdir(worker_dir)) <= {".worker_1_checkpoints"}, os.listdir(worker_dir)
+
+
+def test_mirrored_strategy_trains_on_a_machine_with_one_device(tiny_data_dir, tmp_path):
+    # MirroredStrategy on a machine without GPUs mirrors onto the one CPU: one replica.
+    out_dir = tmp_path / "run"
+    code = train.main(["--strategy", "mirrored", "--epochs", "1", "--max-images", "100", "--batch-size", "50",
+                       "--data-dir", tiny_data_dir, "--out-dir", str(out_dir), "--seed", "0", "--quiet",
+                       "--precision", "float32"])
+    assert code == 0
+    assert os.path.getsize(out_dir / "generator.keras") > 0
+    with open(out_dir / "metrics.csv", newline="") as file:
+        assert [row["steps"] for row in csv.DictReader(file)] == ["2"]
