@@ -454,15 +454,16 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
                                discriminator_optimizer=discriminator_optimizer,
                                epoch=epoch, step_in_epoch=step_in_epoch, epoch_totals=epoch_totals,
                                noise_seed=noise_seed, fixed_noise=fixed_noise)
+    restored = None
     if not fresh:
         checkpoints.check_latent_dim(latent_dim)
         restored = checkpoints.restore()
-        if restored:
-            log(f"Resuming from {restored}: epoch {int(epoch.numpy())}, step {int(step_in_epoch.numpy())} "
-                f"(seed {int(noise_seed.numpy())})", flush=True)
+    # .numpy() because int() refuses the mirrored variables of a multi-replica strategy.
+    start_epoch, start_step, seed = (int(variable.numpy()) for variable in (epoch, step_in_epoch, noise_seed))
+    if restored:
+        log(f"Resuming from {restored}: epoch {start_epoch}, step {start_step} (seed {seed})", flush=True)
 
     metrics_path = os.path.join(out_dir, storage.METRICS_CSV)
-    start_epoch, start_step = int(epoch.numpy()), int(step_in_epoch.numpy())
     # Rows of epochs that the checkpoint has not seen completed are redone below.
     history = [row for row in storage.read_csv(metrics_path) if int(row["epoch"]) < start_epoch]
     history = [{name: _to_number(value) for name, value in row.items()} for row in history]
@@ -471,7 +472,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
         log(f"{out_dir} already holds {start_epoch} epochs; pass a larger epochs to train more, or fresh=True")
     else:
         log(f"Training epochs {start_epoch}-{epochs - 1}: {steps_per_epoch} steps an epoch, precision {precision}, "
-            f"{strategy.num_replicas_in_sync} replica(s), seed {int(noise_seed.numpy())}", flush=True)
+            f"{strategy.num_replicas_in_sync} replica(s), seed {seed}", flush=True)
 
     # One iterator over all remaining epochs, fast-forwarded to where the checkpoint stopped:
     # with a seeded dataset from load_training_dataset() the batches are exactly those an
@@ -565,7 +566,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None,
             row = finish_epoch_row(epoch_index, steps_done)
             if (evaluator is not None and evaluate_every and not stopped_early
                     and (epoch_index + 1) % evaluate_every == 0):
-                row.update(evaluator.evaluate(generator, num_samples=evaluation_samples, seed=int(noise_seed.numpy())))
+                row.update(evaluator.evaluate(generator, num_samples=evaluation_samples, seed=seed))
             if not stopped_early:
                 epoch.assign(epoch_index + 1)
                 step_in_epoch.assign(0)
