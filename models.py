@@ -18,13 +18,13 @@ import tensorflow as tf
 # ----------------------------------------------------------------------------------------
 # Hyperparameters of the models and their training. train.py exposes them as flags.
 LATENT_DIM = 100  # noise size of the DCGAN paper and the TF tutorial; more buys nothing at 28x28
-GENERATOR_FILTERS = (256, 128)  # channels at 7x7 and at 14x14: a quarter of the tutorial's FLOPs
+GENERATOR_FILTERS = (128, 64)  # channels at 7x7 and 14x14: FID as good as (256, 128), twice the images/s
 DISCRIMINATOR_FILTERS = (64, 128)  # channels at 14x14 and at 7x7, as in the tutorial
 KERNEL_SIZE = 4  # divisible by the stride 2, so transposed convolutions leave no checkerboard
 GENERATOR_LEARNING_RATE = 2e-4  # the DCGAN paper's value
 DISCRIMINATOR_LEARNING_RATE = 2e-4  # the DCGAN paper's value
 BETA_1 = 0.5  # the DCGAN paper: Adam's default 0.9 oscillates in GAN training
-LABEL_SMOOTHING = 0.0  # one-sided smoothing of the real targets (0.1 turns it on)
+LABEL_SMOOTHING = 0.0  # one-sided smoothing of the real targets; 0.1 measured no better
 # ----------------------------------------------------------------------------------------
 
 IMAGE_SHAPE = (28, 28, 1)
