@@ -2,6 +2,7 @@
 and bit-identical reruns. The tests start real training processes on tiny data."""
 
 import errno
+import math
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import tensorflow as tf
 
 import data
 import display
+import models
 import storage
 import train
 from conftest import REPO_ROOT, write_fashion_mnist
@@ -256,10 +258,16 @@ def test_failed_write_is_reported_and_leaves_the_old_file(tmp_path, monkeypatch)
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 40 MB tmpfs: room for one checkpoint of the default models (about 23 MB), not two."""
+    """A tmpfs with room for one checkpoint of the default models, not two.
+
+    Sized from the models, so that the test still fills the disk when their size changes.
+    """
+    parameters = models.make_generator_model().count_params() + models.make_discriminator_model().count_params()
+    checkpoint_megabytes = 3 * 4 * parameters / 2**20  # float32 weights and Adam's two moments
+    size = f"size={math.ceil(1.5 * checkpoint_megabytes)}m"
     directory = tmp_path / "small-disk"
     directory.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(directory)], capture_output=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", size, "tmpfs", str(directory)], capture_output=True)
     if result.returncode != 0:
         pytest.skip("cannot mount a tmpfs here; test_failed_write_is_reported_and_leaves_the_old_file simulates it")
     yield str(directory)
