@@ -18,7 +18,6 @@ Usage from Python:
     logits = model(images, training=False)  # images: float32 (N, 28, 28, 1) in [-1, 1]
 """
 
-import argparse
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import cli
 import data
 
 # ----------------------------------------------------------------------------------------
@@ -41,6 +41,7 @@ BATCH_SIZE = 128  # a common default; large enough for efficient CPU matrix mult
 LEARNING_RATE = 2e-3  # Adam's peak rate; cosine decay brings it to zero, so a short run still ends well converged
 SEED = 0  # fixes initial weights, dropout masks and shuffling, so retraining gives the same weights
 # ----------------------------------------------------------------------------------------
+MAX_EPOCHS, MAX_BATCH_SIZE = 1000, 60_000  # catch typos: a batch holds at most the training set
 
 WEIGHTS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fashion_classifier.weights.h5")
 FEATURES_LAYER_NAME = "features"
@@ -145,27 +146,44 @@ def train_classifier(epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNIN
     return model, float(test_accuracy)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Train the Fashion-MNIST classifier whose features evaluate.py uses, "
-                    "write its weights and print its test accuracy.")
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help="passes over the training set (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="default: %(default)s")
-    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE, help="peak Adam learning rate (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=SEED, help="random seed (default: %(default)s)")
-    parser.add_argument("--data-dir", default=None, help="directory holding the Fashion-MNIST .gz files")
+def make_argument_parser():
+    """Returns the parser of the command line; `--help` shows every default."""
+    parser = cli.make_parser(
+        "classifier.py",
+        "Train the Fashion-MNIST classifier whose features evaluate.py uses, write its weights "
+        "and print its test accuracy.")
+    parser.add_argument("--epochs", type=cli.bounded_int(1, MAX_EPOCHS), default=EPOCHS,
+                        help="passes over the training set")
+    parser.add_argument("--batch-size", type=cli.bounded_int(1, MAX_BATCH_SIZE), default=BATCH_SIZE,
+                        help="images per training step")
+    parser.add_argument("--learning-rate", type=cli.positive_float, default=LEARNING_RATE,
+                        help="peak Adam learning rate, decayed to zero over the run")
+    # A fixed default: retraining should give the shipped weights again.
+    cli.add_seed_argument(parser, default=SEED,
+                          help_text="seed of the initial weights, dropout and shuffling")
+    parser.add_argument("--data-dir", default=None,
+                        help="directory holding the Fashion-MNIST .gz files (none: as data.py finds them)")
     parser.add_argument("--out", default=WEIGHTS_PATH,
-                        help="weights file to write; must end in .weights.h5 (default: the shipped file)")
+                        help="weights file to write; must end in .weights.h5; the default is the shipped file")
+    return parser
+
+
+def main(argv=None):
+    """Trains the classifier as the command line asks and writes its weights.
+
+    Returns:
+        0. Bad arguments or data end the process with one error line and exit code 2.
+    """
+    parser = make_argument_parser()
     args = parser.parse_args(argv)
-    if args.epochs <= 0 or args.batch_size <= 0 or args.learning_rate <= 0:
-        parser.error("--epochs, --batch-size and --learning-rate must be positive")
     if not args.out.endswith(".weights.h5"):
         parser.error(f"--out must end in .weights.h5, got {args.out}")
+    seed = cli.choose_seed(args.seed)
 
     start = time.time()
     try:
         model, test_accuracy = train_classifier(args.epochs, args.batch_size, args.learning_rate,
-                                                args.seed, args.data_dir)
+                                                seed, args.data_dir)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     # Save from an uncompiled copy: a compiled model's weights file also holds the
@@ -175,6 +193,7 @@ def main(argv=None):
     inference_model.save_weights(args.out)
     print(f"test accuracy: {test_accuracy:.4f}")
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB) in {time.time() - start:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,13 +10,15 @@ The data set is four gzip-compressed IDX files, the same ones Keras downloads:
   2. the directory named by the environment variable FASHION_MNIST_DIR,
   3. /usr/share/datasets/fashion-mnist (Debian's package `dataset-fashion-mnist`),
 and only when none of these is given or present does it call
-`keras.datasets.fashion_mnist.load_data()`, which downloads the files once.
+`keras.datasets.fashion_mnist.load_data()`, which downloads the files once; if that
+fails too (no network), a FileNotFoundError says where the files were looked for.
 A directory that is named (1 or 2) but unusable is an error, never a silent fallback.
 """
 
 import gzip
 import os
 import struct
+import weakref
 import zlib
 
 import numpy as np
@@ -137,10 +139,27 @@ def load_fashion_mnist(split="train", data_dir=None):
 
 
 def _download_with_keras(split):
+    """Returns one split from Keras's copy, which it downloads on first use.
+
+    Raises:
+        FileNotFoundError: the download failed (no network, say); the one-line message
+            says where the files were looked for and how to provide them.
+    """
     # Imported here so that importing this module never touches the network code path.
     import keras
 
-    (train_images, train_labels), (test_images, test_labels) = keras.datasets.fashion_mnist.load_data()
+    try:
+        (train_images, train_labels), (test_images, test_labels) = keras.datasets.fashion_mnist.load_data()
+    except Exception as error:  # Keras raises a plain Exception for a failed fetch, else OSError.
+        # Exception, not BaseException: Ctrl-C during the download still interrupts.
+        text = str(error).strip()
+        reason = text.splitlines()[0] if text else type(error).__name__
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found: --data-dir: not given; ${DATA_DIR_VARIABLE}: not set; "
+            f"the system directory {SYSTEM_DATA_DIR}: absent; the Keras download: failed ({reason}). "
+            f"Install Debian's package dataset-fashion-mnist, or pass --data-dir DIR (or set "
+            f"{DATA_DIR_VARIABLE}=DIR) where DIR holds {', '.join(FILE_NAMES['train'] + FILE_NAMES['test'])}"
+        ) from None
     if split == "train":
         return train_images, train_labels
     return test_images, test_labels
@@ -184,10 +203,84 @@ def make_dataset(images, batch_size, seed=None):
         raise ValueError("there are no images to train on")
     if not 1 <= batch_size <= num_images:
         raise ValueError(f"batch size must be between 1 and the number of images ({num_images}), got {batch_size}")
-    images = tf.constant(images, dtype=tf.uint8)
+    return _indexed_dataset(tf.constant(images, dtype=tf.uint8), batch_size, seed)
+
+
+# How each dataset of make_dataset() was made, so that `reshuffled` can make it again with
+# another seed. Weak keys: a dataset the user drops is forgotten here too.
+_RECIPES = weakref.WeakKeyDictionary()
+
+
+def _indexed_dataset(images, batch_size, seed):
+    num_images = int(images.shape[0])
     dataset = tf.data.Dataset.range(num_images)
     dataset = dataset.shuffle(num_images, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     dataset = dataset.map(lambda indices: scale_images(tf.gather(images, indices)),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    _RECIPES[dataset] = (images, batch_size)
+    return dataset
+
+
+def reshuffled(dataset, seed):
+    """Returns `dataset` shuffled from `seed`, if make_dataset() made it; else None.
+
+    The training loop calls this with the run's seed, so that the order of the batches
+    is the run's, whatever seed (or none) the dataset was made with: a run resumed from a
+    notebook, where `load_training_dataset()` is called again without a seed, sees the
+    batches an uninterrupted run would have seen. Same images, same batch size.
+
+    The order depends on TensorFlow's global seed as well as on `seed` (tf.data combines
+    the two): callers clear the global seed first (`tf.random.set_seed(None)`), as in a
+    new process, so that the order depends on `seed` alone.
+    """
+    recipe = _RECIPES.get(dataset)
+    if recipe is None:
+        return None
+    images, batch_size = recipe
+    return _indexed_dataset(images, batch_size, seed)
+
+
+def check_training_dataset(dataset):
+    """Checks cheaply (its type and first batch) that `dataset` holds what training needs.
+
+    Returns:
+        (steps_per_epoch, batch_size): the number of batches and the size of the first.
+
+    Raises:
+        ValueError: the message names the fix for the usual mistakes: (images, labels)
+            pairs, unbatched images, no channel axis, another image size, pixels in
+            [0, 255] or [0, 1] instead of the generator's [-1, 1], or no known length.
+    """
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(f"dataset must be a tf.data.Dataset of image batches, got {type(dataset).__name__}")
+    spec = dataset.element_spec
+    if not isinstance(spec, tf.TensorSpec):
+        raise ValueError("the dataset yields pairs or other structures (images and labels?), but a GAN trains "
+                         "on images alone: pass dataset.map(lambda images, labels: images)")
+    shape, image_shape = tuple(spec.shape), (IMAGE_SIZE, IMAGE_SIZE)
+    if shape in (image_shape, image_shape + (1,)):
+        raise ValueError(f"the dataset yields single images of shape {shape}, not batches: pass "
+                         "dataset.batch(BATCH_SIZE)")
+    if len(shape) == 3 and shape[1:] == image_shape:
+        raise ValueError("the dataset's images have no channel axis, (batch, 28, 28): add it with "
+                         "dataset.map(lambda images: images[..., tf.newaxis])")
+    if len(shape) != 4 or shape[1:] != image_shape + (1,):
+        raise ValueError(f"the dataset yields batches of shape {shape}, but the models need (batch, 28, 28, 1)")
+    steps_per_epoch = int(dataset.cardinality())
+    if steps_per_epoch <= 0:
+        raise ValueError("dataset must have a known, finite, non-zero number of batches per epoch (one epoch, "
+                         "not repeated; see tf.data.experimental.assert_cardinality)")
+    first_batch = next(iter(dataset.take(1)))
+    if not spec.dtype.is_floating:
+        raise ValueError(f"the dataset's pixels are {spec.dtype.name}; scale them to float32 in [-1, 1], "
+                         "the range of the generator's tanh: images / 127.5 - 1 (data.scale_images)")
+    low, high = float(tf.reduce_min(first_batch)), float(tf.reduce_max(first_batch))
+    if high > 1.0 + 1e-3:
+        raise ValueError(f"the dataset's pixels reach {high:g}, as if still in [0, 255]; scale them to [-1, 1], "
+                         "the range of the generator's tanh: images / 127.5 - 1 (data.scale_images)")
+    if low >= 0.0:
+        raise ValueError(f"the dataset's pixels lie in [{low:g}, {high:g}], as if scaled to [0, 1]; scale them to "
+                         "[-1, 1], the range of the generator's tanh: images * 2 - 1")
+    return steps_per_epoch, int(first_batch.shape[0])

@@ -9,6 +9,12 @@ Distribution. "default" trains on one device. "mirrored" copies the models onto 
 local GPU (`tf.distribute.MirroredStrategy`) and splits each batch between them;
 "multiworker" does the same across machines (`tf.distribute.MultiWorkerMirroredStrategy`,
 configured by the TF_CONFIG environment variable on every machine).
+
+Everything that differs between one device and several lives here, so that the training
+loop reads the same for both: which worker writes the results (`is_chief`), the noise of
+each replica (`sample_noise`), running a step on every replica (`distribute_step`,
+`distribute_batches`), and the decisions all workers must take alike (`agree`,
+`agree_on_seed`).
 """
 
 import contextlib
@@ -96,3 +102,144 @@ def configure_threads(intra_op_threads=0, inter_op_threads=0):
         raise ValueError("thread counts must be 0 (automatic) or positive")
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+
+
+# ---------------------------------------------------------------------------- several replicas
+
+
+def is_chief(strategy):
+    """Returns True for the one process that writes results.
+
+    Under MultiWorkerMirroredStrategy every worker trains, but only the chief (worker 0
+    when there is no "chief" task) writes results; with one process it is the chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    if "chief" in cluster:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
+
+
+def worker_id(strategy):
+    """Returns this worker's index in a multi-worker cluster, or 0."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return int(resolver.task_id or 0) if resolver is not None and resolver.task_type else 0
+
+
+def sample_noise(real_images, latent_dim, seed):
+    """Draws standard-normal noise, one row per real image, from a counter-based RNG.
+
+    The noise of the whole global batch is drawn from `seed` and every replica takes its
+    own rows of it, so a step gives the same result on one device or split over several.
+
+    Args:
+        real_images: this replica's batch; only its size is used.
+        latent_dim: noise size.
+        seed: int64 tensor of shape (2,), different for every step.
+
+    Returns:
+        A float32 tensor of shape (batch, latent_dim).
+    """
+    local_batch_size = tf.shape(real_images)[0]
+    replica_context = tf.distribute.get_replica_context()
+    if replica_context is None or replica_context.num_replicas_in_sync == 1:
+        return tf.random.stateless_normal([local_batch_size, latent_dim], seed=seed)
+    batch_sizes = replica_context.all_gather(tf.reshape(local_batch_size, [1]), axis=0)
+    offset = tf.reduce_sum(batch_sizes[:replica_context.replica_id_in_sync_group])
+    global_noise = tf.random.stateless_normal([tf.reduce_sum(batch_sizes), latent_dim], seed=seed)
+    return global_noise[offset:offset + local_batch_size]
+
+
+@tf.function
+def _run_on_every_replica(strategy, step_function, real_images, *step_arguments):
+    per_replica_results = strategy.run(step_function, args=(real_images,) + step_arguments)
+    results = {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+               for name, value in per_replica_results.items()}
+    # The images of every replica on every worker, for an honest images/s.
+    per_replica_images = strategy.run(lambda images: tf.shape(images)[0], args=(real_images,))
+    results["images"] = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica_images, axis=None)
+    return results
+
+
+def distribute_step(strategy, step_function):
+    """Wraps a train step so that it runs on every replica of `strategy`.
+
+    Args:
+        step_function: a `tf.function` taking (real_images, *arguments) and returning a
+            dict of scalars.
+
+    Returns:
+        `step(real_images, *arguments)`, returning `step_function`'s dict (averaged over
+        replicas) plus "images", the number of images in the step on all replicas. On one
+        device it is traced once for any batch size, so the short last batch of an epoch
+        does not trace the step again.
+    """
+    if strategy.num_replicas_in_sync > 1:
+        return lambda real_images, *arguments: _run_on_every_replica(strategy, step_function, real_images,
+                                                                     *arguments)
+    traced = []
+
+    def step(real_images, *arguments):
+        if not traced:
+            step_function.get_concrete_function(
+                tf.TensorSpec([None] + list(real_images.shape[1:]), real_images.dtype), *arguments)
+            traced.append(True)
+        results = dict(step_function(real_images, *arguments))
+        results["images"] = tf.shape(real_images)[0]
+        return results
+    return step
+
+
+def distribute_batches(strategy, batches):
+    """Returns `batches` split between the replicas of `strategy` (unchanged on one device)."""
+    if strategy.num_replicas_in_sync == 1:
+        return batches
+    # Every worker holds the whole (small) data set, so it is split by batch, not by file.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(batches.with_options(options))
+
+
+def check_batches_fit_replicas(strategy, dataset, steps_per_epoch):
+    """Raises ValueError when the last batch of an epoch has fewer images than there are
+    replicas: a replica given no image fails, and leaves the other workers waiting."""
+    if strategy.num_replicas_in_sync == 1:
+        return
+    last_batch_size = int(dataset.skip(steps_per_epoch - 1).map(lambda images: tf.shape(images)[0])
+                          .get_single_element())
+    if last_batch_size < strategy.num_replicas_in_sync:
+        raise ValueError(f"the last batch of an epoch holds {last_batch_size} image(s), fewer than the "
+                         f"{strategy.num_replicas_in_sync} replicas; change the batch size or the number of images")
+
+
+@tf.function
+def _maximum_over_replicas(strategy, values):
+    per_replica = strategy.run(lambda: tf.reshape(tf.identity(values), [1, -1]))
+    return tf.reduce_max(strategy.gather(per_replica, axis=0), axis=0)
+
+
+def agree(strategy, values):
+    """Returns the element-wise maximum of a list of whole numbers over all workers.
+
+    Decisions such as "stop now" or "save a checkpoint now" must be the same on every
+    worker, since saving is collective; each worker contributes its own answer and all
+    take the maximum: one worker's "yes" is everyone's. On one device it returns `values`.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return [int(value) for value in values]
+    maximum = _maximum_over_replicas(strategy, tf.constant([int(value) for value in values], tf.int64))
+    return [int(value) for value in maximum.numpy()]
+
+
+def agree_on_seed(strategy, seed):
+    """Returns the chief's `seed` on every worker (`seed` itself on one device).
+
+    Every worker must shuffle alike, since each takes its share of every batch:
+    MultiWorkerMirroredStrategy starts a variable everywhere with the chief's value.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return seed
+    with strategy.scope():
+        return int(tf.Variable(seed, dtype=tf.int64, trainable=False).numpy())

@@ -12,15 +12,14 @@ import os
 import re
 
 import imageio.v3 as iio
-import matplotlib
+# The object-oriented API only: a Figure of its own draws to a file without pyplot, so
+# importing this module leaves a notebook's plotting backend and settings as they were.
+import matplotlib.figure
+import matplotlib.ticker
+import numpy as np
+import PIL.Image
 
-matplotlib.use("Agg")  # files only: training runs on machines without a display
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import PIL.Image  # noqa: E402
-
-import storage  # noqa: E402
+import storage
 
 OUT_DIR = storage.OUT_DIR
 GRID_COLUMNS = 8  # 8x8 = 64 samples: enough to see variety (or its absence) at a glance
@@ -81,7 +80,8 @@ def display_image(epoch=None, out_dir=OUT_DIR):
 
     Raises:
         FileNotFoundError: no grid has been saved in `out_dir`.
-        ValueError: there is no grid for that epoch; the message lists the saved epochs.
+        ValueError: there is no grid for that epoch (the message lists the saved epochs),
+            or its file is not a readable PNG (the message names the file).
     """
     epochs = saved_epochs(out_dir)
     if not epochs:
@@ -90,9 +90,19 @@ def display_image(epoch=None, out_dir=OUT_DIR):
         epoch = epochs[-1]
     if epoch not in epochs:
         raise ValueError(f"no grid for epoch {epoch} in {out_dir}; saved epochs: {_describe_epochs(epochs)}")
-    with PIL.Image.open(os.path.join(out_dir, storage.GRID_PATTERN.format(epoch=epoch))) as image:
-        image.load()
-        return image
+    path = os.path.join(out_dir, storage.GRID_PATTERN.format(epoch=epoch))
+    try:
+        with PIL.Image.open(path) as image:
+            image.load()
+            return image
+    except FileNotFoundError:
+        # The file went away after it was listed: it is missing, not corrupt.
+        raise
+    except (OSError, SyntaxError) as error:
+        # PIL raises UnidentifiedImageError (an OSError) for a file that is not an image,
+        # OSError for a truncated one and SyntaxError for a PNG with broken chunks.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path} is not a readable PNG (truncated or corrupt?): {reason}") from None
 
 
 def _describe_epochs(epochs):
@@ -140,29 +150,29 @@ def plot_history(rows, path):
         return [float(row[name]) if row.get(name) not in (None, "") else np.nan for row in rows]
 
     has_fid = any(row.get("fid") not in (None, "") for row in rows)
-    figure, axes = plt.subplots(3 if has_fid else 2, 1, figsize=(7, 8 if has_fid else 6), sharex=True)
-    try:
-        axes[0].plot(epochs, column("d_loss"), marker=".", label="discriminator")
-        axes[0].plot(epochs, column("g_loss"), marker=".", label="generator")
-        axes[0].set_ylabel("loss")
-        axes[0].legend()
-        axes[1].plot(epochs, column("d_real"), marker=".", label="D(x), real images")
-        axes[1].plot(epochs, column("d_fake"), marker=".", label="D(G(z)), generated images")
-        axes[1].set_ylabel("mean D output")
-        axes[1].set_ylim(0, 1)
-        axes[1].legend()
-        if has_fid:
-            fid = np.array(column("fid"))
-            evaluated = ~np.isnan(fid)
-            axes[2].plot(np.array(epochs)[evaluated], fid[evaluated], marker="o", color="tab:green")
-            axes[2].set_ylabel("FID (lower is better)")
-        axes[-1].set_xlabel("epoch")
-        axes[-1].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        for axis in axes:
-            axis.grid(alpha=0.3)
-        figure.tight_layout()
-        with storage.atomic_path(path) as temporary_path:
-            figure.savefig(temporary_path, dpi=100)
-    finally:
-        plt.close(figure)
+    # A Figure made directly, not through pyplot, belongs to no backend and no list of open
+    # figures: savefig renders it to the file, and it is freed like any other object.
+    figure = matplotlib.figure.Figure(figsize=(7, 8 if has_fid else 6))
+    axes = figure.subplots(3 if has_fid else 2, 1, sharex=True)
+    axes[0].plot(epochs, column("d_loss"), marker=".", label="discriminator")
+    axes[0].plot(epochs, column("g_loss"), marker=".", label="generator")
+    axes[0].set_ylabel("loss")
+    axes[0].legend()
+    axes[1].plot(epochs, column("d_real"), marker=".", label="D(x), real images")
+    axes[1].plot(epochs, column("d_fake"), marker=".", label="D(G(z)), generated images")
+    axes[1].set_ylabel("mean D output")
+    axes[1].set_ylim(0, 1)
+    axes[1].legend()
+    if has_fid:
+        fid = np.array(column("fid"))
+        evaluated = ~np.isnan(fid)
+        axes[2].plot(np.array(epochs)[evaluated], fid[evaluated], marker="o", color="tab:green")
+        axes[2].set_ylabel("FID (lower is better)")
+    axes[-1].set_xlabel("epoch")
+    axes[-1].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    for axis in axes:
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    with storage.atomic_path(path) as temporary_path:
+        figure.savefig(temporary_path, dpi=100)
     return path

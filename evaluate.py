@@ -29,7 +29,6 @@ From Python (the training loop does this every few epochs):
     results["fid"], results["precision"], results["class_histogram"]
 """
 
-import argparse
 import json
 import os
 import sys
@@ -41,10 +40,13 @@ import scipy.linalg
 import tensorflow as tf
 
 import classifier
+import cli
 import data
 
 NUM_SAMPLES = 10000  # as many generated images as there are real test images
 BATCH_SIZE = 500  # images per forward pass; bigger gains little on a CPU and costs memory
+MAX_NUM_SAMPLES = 100_000  # catches typos: precision and recall cost grows with its square
+MAX_BATCH_SIZE = 65_536  # catches typos, as training's limit does
 PRECISION_RECALL_K = 3  # the k of Kynkaanniemi et al.; larger k makes the balls looser
 DISTANCE_CHUNK_SIZE = 1000  # rows of a pairwise-distance block: 1000 x 10000 float32 is 40 MB
 IMAGE_SHAPE = (28, 28, 1)
@@ -473,24 +475,6 @@ class Evaluator:
 # ----------------------------------------------------------------------------------------
 # Command line.
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # One line, no usage block: the message says what is wrong, --help the rest.
-        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
-
-
-def _integer_at_least(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-    return parse
-
-
 def format_results(results):
     """Returns the results as text, one measurement per line, for people to read."""
     lines = [
@@ -510,36 +494,51 @@ def format_results(results):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = _ArgumentParser(
-        prog="evaluate.py",
-        description="Measure a generator's images: FID, Inception Score, precision and recall "
-                    "in the features of a Fashion-MNIST classifier, and the class histogram.")
+def make_argument_parser():
+    """Returns the parser of the command line; `--help` shows every default."""
+    parser = cli.make_parser(
+        "evaluate.py",
+        "Measure a generator's images: FID, Inception Score, precision and recall in the "
+        "features of a Fashion-MNIST classifier, and the class histogram.")
     parser.add_argument("generator", help="the generator's .keras file")
-    parser.add_argument("--num-samples", type=_integer_at_least(PRECISION_RECALL_K + 1), default=NUM_SAMPLES,
-                        help="images to generate (default: %(default)s, as many as the test set)")
-    parser.add_argument("--seed", type=_integer_at_least(0), default=0,
-                        help="seed of the noise; the same seed gives the same numbers (default: %(default)s)")
-    parser.add_argument("--data-dir", default=None, help="directory holding the Fashion-MNIST .gz files")
-    parser.add_argument("--batch-size", type=_integer_at_least(1), default=BATCH_SIZE,
-                        help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--num-samples", type=cli.bounded_int(PRECISION_RECALL_K + 1, MAX_NUM_SAMPLES),
+                        default=NUM_SAMPLES, help="images to generate; the default is as many as there are test images")
+    # A fixed default, unlike training's drawn one: two evaluations of one generator
+    # should give the same numbers unless asked otherwise.
+    cli.add_seed_argument(parser, default=0, help_text="seed of the noise; the same seed gives the same numbers")
+    parser.add_argument("--data-dir", default=None,
+                        help="directory holding the Fashion-MNIST .gz files (none: as data.py finds them)")
+    parser.add_argument("--batch-size", type=cli.bounded_int(1, MAX_BATCH_SIZE), default=BATCH_SIZE,
+                        help="images per forward pass")
     parser.add_argument("--classifier-weights", default=classifier.WEIGHTS_PATH,
-                        help="the classifier's weights (default: the file shipped with the project)")
+                        help="the classifier's weights file; the default is the one shipped with the project")
     parser.add_argument("--inception", action="store_true",
                         help="also compute FID with Inception-v3 (needs its ImageNet weights; slow on a CPU)")
     parser.add_argument("--inception-weights", default=None, metavar="PATH",
-                        help=f"a local {INCEPTION_WEIGHTS_FILE}, for --inception without internet")
+                        help=f"a local {INCEPTION_WEIGHTS_FILE}, for --inception without internet "
+                             "(none: the Keras cache or a download)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    return parser
+
+
+def main(argv=None):
+    """Evaluates the generator named on the command line and prints the results.
+
+    Returns:
+        0. Bad arguments or files end the process with one error line and exit code 2.
+    """
+    parser = make_argument_parser()
     args = parser.parse_args(argv)
     if args.inception_weights is not None and not args.inception:
         parser.error("--inception-weights needs --inception")
+    seed = cli.choose_seed(args.seed)
 
     try:
         # The generator first: a wrong file should fail before the slower set-up.
         generator = load_generator(args.generator)
         evaluator = Evaluator(args.data_dir, args.batch_size, args.classifier_weights,
                               args.inception, args.inception_weights)
-        results = evaluator.evaluate(generator, args.num_samples, args.seed)
+        results = evaluator.evaluate(generator, args.num_samples, seed)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     if args.json:

@@ -15,15 +15,18 @@ or `python fit.py --epochs 5`.
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Hide TensorFlow's C++ start-up chatter when run as a script; real errors still show.
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
 import sys  # noqa: E402
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import cli  # noqa: E402
 import display  # noqa: E402
+import run_history  # noqa: E402
 import models  # noqa: E402
 import storage  # noqa: E402
 import train  # noqa: E402
@@ -43,7 +46,7 @@ class DCGAN(keras.Model):
         self.discriminator = discriminator
         self.label_smoothing = label_smoothing
         self.noise_seed = tf.Variable(seed, dtype=tf.int64, trainable=False)
-        self.metric_trackers = {name: keras.metrics.Mean(name=name) for name in train.METRIC_NAMES}
+        self.metric_trackers = {name: keras.metrics.Mean(name=name) for name in run_history.METRIC_NAMES}
 
     def compile(self, generator_optimizer, discriminator_optimizer, **kwargs):
         """Takes one optimizer per network instead of Keras' single optimizer and loss."""
@@ -91,24 +94,32 @@ class GridMonitor(keras.callbacks.Callback):
         display.save_image_grid(images.numpy(), os.path.join(self.out_dir, storage.GRID_PATTERN.format(epoch=epoch)))
 
 
+def make_argument_parser():
+    """Returns the command-line parser of fit.py."""
+    parser = cli.make_parser("fit.py", "Train the DCGAN with keras.Model.fit().")
+    parser.add_argument("--epochs", type=cli.bounded_int(1, train.MAX_EPOCHS), default=train.EPOCHS,
+                        help="passes over the training images")
+    parser.add_argument("--batch-size", type=cli.bounded_int(1, train.MAX_BATCH_SIZE), default=train.BATCH_SIZE,
+                        help="images per step")
+    parser.add_argument("--out-dir", default="fit_output", help="epoch grids, GIF and models")
+    parser.add_argument("--data-dir", default=None, help="directory of the four Fashion-MNIST .gz files")
+    parser.add_argument("--max-images", type=cli.bounded_int(1, 10**9), default=None,
+                        help="train on the first N images only")
+    cli.add_seed_argument(parser)
+    return parser
+
+
 def main(argv=None):
     """Trains with fit() from the command line; returns the exit code."""
-    parser = argparse.ArgumentParser(description="Train the DCGAN with keras.Model.fit().")
-    parser.add_argument("--epochs", type=train.bounded_int(1, train.MAX_EPOCHS), default=train.EPOCHS)
-    parser.add_argument("--batch-size", type=train.bounded_int(1, train.MAX_BATCH_SIZE), default=train.BATCH_SIZE)
-    parser.add_argument("--out-dir", default="fit_output")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--max-images", type=train.bounded_int(1, 10**9), default=None)
-    parser.add_argument("--seed", type=train.bounded_int(0, 2**31 - 1), default=0)
-    args = parser.parse_args(argv)
+    args = make_argument_parser().parse_args(argv)
     try:
-        dataset = train.load_training_dataset(args.batch_size, args.data_dir, args.max_images, args.seed)
-        monitor = GridMonitor(args.out_dir, seed=args.seed)
+        seed = cli.choose_seed(args.seed)
+        dataset = train.load_training_dataset(args.batch_size, args.data_dir, args.max_images, seed)
+        monitor = GridMonitor(args.out_dir, seed=seed)
     except (ValueError, FileNotFoundError) as error:
-        print(f"fit.py: error: {error}", file=sys.stderr)
-        return 2
-    keras.utils.set_random_seed(args.seed)
-    gan = DCGAN(models.make_generator_model(), models.make_discriminator_model(), seed=args.seed)
+        return cli.report("fit.py", error)
+    keras.utils.set_random_seed(seed)
+    gan = DCGAN(models.make_generator_model(), models.make_discriminator_model(), seed=seed)
     gan.compile(*models.make_optimizers())
     gan.fit(dataset, epochs=args.epochs, callbacks=[monitor])
     display.make_gif(args.out_dir)

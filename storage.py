@@ -12,6 +12,7 @@ Layout of an output directory (default OUT_DIR):
     progress.gif                  all epoch grids in order
     generator.keras               the final models
     discriminator.keras
+    run_settings.json             the settings of the run, compared when it is resumed
     checkpoints/                  tf.train.CheckpointManager: models, optimizers, counters
 """
 
@@ -20,6 +21,7 @@ import csv
 import errno
 import glob
 import os
+import shutil
 import tempfile
 
 OUT_DIR = "training_output"  # relative, so a run never writes outside the directory it starts in
@@ -31,6 +33,9 @@ PROGRESS_GIF = "progress.gif"
 GENERATOR_FILE = "generator.keras"
 DISCRIMINATOR_FILE = "discriminator.keras"
 CHECKPOINT_DIR = "checkpoints"
+SETTINGS_FILE = "run_settings.json"
+WORKER_CHECKPOINT_PATTERN = ".worker_{worker}_checkpoints"  # a non-chief worker's copy
+WORKER_CHECKPOINT_GLOB = ".worker_*_checkpoints"
 
 
 class StorageError(OSError):
@@ -144,3 +149,16 @@ def prepare_out_dir(out_dir):
     except OSError as error:
         raise ValueError(f"cannot write to --out-dir {out_dir}: {describe_os_error(error)}") from None
     return out_dir
+
+
+def remove_results(out_dir):
+    """Deletes the files a run wrote in `out_dir` (for --fresh), and no others."""
+    paths = glob.glob(os.path.join(out_dir, GRID_GLOB))
+    paths += [os.path.join(out_dir, name) for name in (METRICS_CSV, LOSS_PLOT, PROGRESS_GIF, GENERATOR_FILE,
+                                                         DISCRIMINATOR_FILE, SETTINGS_FILE)]
+    for path in paths:
+        if os.path.isfile(path):
+            os.remove(path)
+    directories = [os.path.join(out_dir, CHECKPOINT_DIR)] + glob.glob(os.path.join(out_dir, WORKER_CHECKPOINT_GLOB))
+    for directory in directories:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -24,12 +24,10 @@ import json  # noqa: E402
 import time  # noqa: E402
 
 import keras  # noqa: E402
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.figure  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import cli  # noqa: E402
 import data  # noqa: E402
 import devices  # noqa: E402
 import evaluate  # noqa: E402
@@ -117,43 +115,62 @@ def measure(name, run, minutes, evaluator, num_samples, seed):
 
 def plot(records, path):
     """Plots FID against training minutes, one line per configuration; returns the path."""
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    try:
-        for name in dict.fromkeys(record["config"] for record in records):
-            points = [record for record in records if record["config"] == name]
-            axis.plot([p["minutes"] for p in points], [p["fid"] for p in points], marker="o", label=name)
-        axis.set_xlabel("training minutes on this machine")
-        axis.set_ylabel("FID, classifier features (lower is better)")
-        axis.set_yscale("log")
-        axis.grid(alpha=0.3, which="both")
-        axis.legend()
-        figure.tight_layout()
-        figure.savefig(path, dpi=100)
-    finally:
-        plt.close(figure)
+    # A Figure of its own, as in display.py: no pyplot, so no backend is chosen or changed.
+    figure = matplotlib.figure.Figure(figsize=(7, 4.5))
+    axis = figure.subplots()
+    for name in dict.fromkeys(record["config"] for record in records):
+        points = [record for record in records if record["config"] == name]
+        axis.plot([p["minutes"] for p in points], [p["fid"] for p in points], marker="o", label=name)
+    axis.set_xlabel("training minutes on this machine")
+    axis.set_ylabel("FID, classifier features (lower is better)")
+    axis.set_yscale("log")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
     return path
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=train.positive_float, default=MINUTES,
-                        help=f"training budget of each configuration (default {MINUTES})")
+def make_argument_parser():
+    """Returns the parser of the command line; `--help` shows every default."""
+    parser = cli.make_parser("quality.py", __doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=cli.positive_float, default=MINUTES,
+                        help="training budget of each configuration")
     parser.add_argument("--configs", default="default,tutorial",
-                        help="comma-separated, from: " + ", ".join(CONFIGURATIONS))
-    parser.add_argument("--samples", type=train.bounded_int(100, 100_000), default=EVALUATION_SAMPLES)
-    parser.add_argument("--seed", type=train.bounded_int(0, 2**31 - 1), default=SEED)
-    parser.add_argument("--out-dir", default=OUT_DIR)
-    parser.add_argument("--data-dir", default=None)
+                        help="configurations to run, comma-separated, from: " + ", ".join(CONFIGURATIONS))
+    parser.add_argument("--samples", type=cli.bounded_int(100, 100_000), default=EVALUATION_SAMPLES,
+                        help="generated images per evaluation")
+    # A fixed default: configurations compared across runs should start alike.
+    cli.add_seed_argument(parser, default=SEED, help_text="seed of the weights, the data order and the noise")
+    parser.add_argument("--out-dir", default=OUT_DIR, help="directory for quality.json and quality.png")
+    parser.add_argument("--data-dir", default=None,
+                        help="directory holding the Fashion-MNIST .gz files (none: as data.py finds them)")
     default_group = parser.add_argument_group("the default configuration (for tuning)")
-    default_group.add_argument("--batch-size", type=train.bounded_int(1, 60000), default=train.BATCH_SIZE)
-    default_group.add_argument("--g-learning-rate", type=train.positive_float, default=train.GENERATOR_LEARNING_RATE)
-    default_group.add_argument("--d-learning-rate", type=train.positive_float, default=train.DISCRIMINATOR_LEARNING_RATE)
-    default_group.add_argument("--beta-1", type=train.fraction, default=train.BETA_1)
-    default_group.add_argument("--label-smoothing", type=train.fraction, default=train.LABEL_SMOOTHING)
-    default_group.add_argument("--generator-filters", type=_filters, default=models.GENERATOR_FILTERS)
-    default_group.add_argument("--discriminator-filters", type=_filters, default=models.DISCRIMINATOR_FILTERS)
-    default_group.add_argument("--precision", choices=devices.PRECISIONS, default=None)
+    default_group.add_argument("--batch-size", type=cli.bounded_int(1, 60000), default=train.BATCH_SIZE,
+                               help="images per training step")
+    default_group.add_argument("--g-learning-rate", type=cli.positive_float, default=models.GENERATOR_LEARNING_RATE,
+                               help="the generator's Adam learning rate")
+    default_group.add_argument("--d-learning-rate", type=cli.positive_float,
+                               default=models.DISCRIMINATOR_LEARNING_RATE,
+                               help="the discriminator's Adam learning rate")
+    default_group.add_argument("--beta-1", type=cli.fraction, default=models.BETA_1,
+                               help="Adam's beta_1 for both optimizers")
+    default_group.add_argument("--label-smoothing", type=cli.fraction, default=models.LABEL_SMOOTHING,
+                               help="one-sided label smoothing of the real images' targets")
+    default_group.add_argument("--generator-filters", type=_filters, default=models.GENERATOR_FILTERS,
+                               help="the generator's channels at 7x7 and at 14x14, as A,B")
+    default_group.add_argument("--discriminator-filters", type=_filters, default=models.DISCRIMINATOR_FILTERS,
+                               help="the discriminator's channels at 14x14 and at 7x7, as A,B")
+    default_group.add_argument("--precision", choices=devices.PRECISIONS, default=None,
+                               help="dtype policy of the models (none: the default for this machine, see devices.py)")
+    return parser
+
+
+def main(argv=None):
+    """Runs the configurations, writes quality.json and quality.png; returns the exit code."""
+    parser = make_argument_parser()
     args = parser.parse_args(argv)
+    args.seed = cli.choose_seed(args.seed)
     names = [name.strip() for name in args.configs.split(",") if name.strip()]
     unknown = [name for name in names if name not in CONFIGURATIONS]
     if unknown or not names:
@@ -163,8 +180,7 @@ def main(argv=None):
         images, _ = data.load_fashion_mnist("train", args.data_dir)
         evaluator = evaluate.Evaluator(data_dir=args.data_dir)
     except (ValueError, FileNotFoundError) as error:
-        print(f"quality.py: error: {error}", file=sys.stderr)
-        return 2
+        return cli.report("quality.py", error)
     os.makedirs(args.out_dir, exist_ok=True)
     print(f"{', '.join(names)}: {args.minutes:g} training minutes each, FID on {args.samples} samples", flush=True)
     records = []

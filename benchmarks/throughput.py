@@ -32,10 +32,11 @@ BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, REPO_ROOT)
 sys.path.insert(0, BENCHMARKS_DIR)
 
-import argparse  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
+
+import cli  # noqa: E402
 
 # ----------------------------------------------------------------------------------------
 # Benchmark settings.
@@ -209,15 +210,17 @@ def time_block(configuration, steps):
 
 
 def make_argument_parser():
-    parser = argparse.ArgumentParser(
-        description="Training images/s of the TF DCGAN tutorial (a), the project's train step on the "
-                    "tutorial's models (b) and the project's defaults (c), timed in alternation. "
-                    "The last line is 'speedup_vs_tutorial R' with R = (b)/(a).")
+    """Returns the parser of the command line; `--help` shows every default."""
+    parser = cli.make_parser(
+        "throughput.py",
+        "Training images/s of the TF DCGAN tutorial (a), the project's train step on the "
+        "tutorial's models (b) and the project's defaults (c), timed in alternation. "
+        "The last line is 'speedup_vs_tutorial R' with R = (b)/(a).")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_ROUNDS} rounds of ~{QUICK_SECONDS_PER_BLOCK}s blocks (about a minute) "
                              f"instead of {ROUNDS} rounds of ~{SECONDS_PER_BLOCK}s")
     parser.add_argument("--data-dir", default=None,
-                        help="directory of the Fashion-MNIST .gz files (default: as data.py finds them)")
+                        help="directory of the Fashion-MNIST .gz files (none: as data.py finds them)")
     return parser
 
 
@@ -235,7 +238,10 @@ def main(argv=None):
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s), bfloat16 instructions: "
           f"{devices.cpu_supports_bfloat16()}, GPUs: {len(tf.config.list_physical_devices('GPU'))}, "
           f"default precision: {devices.default_precision()}", flush=True)
-    images, _ = data.load_fashion_mnist("train", args.data_dir)
+    try:
+        images, _ = data.load_fashion_mnist("train", args.data_dir)
+    except (ValueError, FileNotFoundError) as error:
+        return cli.report("throughput.py", error)
     images = images[:NUM_IMAGES]
     print(f"Data: the first {len(images)} Fashion-MNIST training images through tf.data (data.make_dataset)")
 

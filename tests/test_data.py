@@ -55,6 +55,54 @@ def test_missing_directory_is_an_error_not_a_download(tmp_path, monkeypatch):
         data.load_fashion_mnist("train")
 
 
+@pytest.fixture
+def no_local_data(tmp_path, monkeypatch):
+    """No --data-dir, no FASHION_MNIST_DIR and no system directory: only Keras is left."""
+    monkeypatch.setattr(data, "SYSTEM_DATA_DIR", str(tmp_path / "no-system-data"))
+    monkeypatch.delenv(data.DATA_DIR_VARIABLE, raising=False)
+    return monkeypatch
+
+
+def test_failed_download_says_where_it_looked_in_one_line(no_local_data):
+    import keras
+
+    def offline_load_data():
+        raise Exception("URL fetch failure on https://example.invalid/x.gz: None -- "
+                        "[Errno -3] Temporary failure in name resolution")
+
+    no_local_data.setattr(keras.datasets.fashion_mnist, "load_data", offline_load_data)
+    with pytest.raises(FileNotFoundError) as raised:
+        data.load_fashion_mnist("train")
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1
+    for expected in (data.SYSTEM_DATA_DIR, "FASHION_MNIST_DIR", "--data-dir", "dataset-fashion-mnist",
+                     "Temporary failure in name resolution", *data.FILE_NAMES["train"], *data.FILE_NAMES["test"]):
+        assert expected in message
+
+
+def test_interrupting_the_download_is_not_turned_into_an_error(no_local_data):
+    import keras
+
+    def interrupted_load_data():
+        raise KeyboardInterrupt
+
+    no_local_data.setattr(keras.datasets.fashion_mnist, "load_data", interrupted_load_data)
+    with pytest.raises(KeyboardInterrupt):
+        data.load_fashion_mnist("train")
+
+
+def test_successful_download_returns_the_split_asked_for(no_local_data):
+    import keras
+
+    train_split = (np.zeros((3, 28, 28), np.uint8), np.zeros(3, np.uint8))
+    test_split = (np.ones((2, 28, 28), np.uint8), np.ones(2, np.uint8))
+    no_local_data.setattr(keras.datasets.fashion_mnist, "load_data", lambda: (train_split, test_split))
+    images, labels = data.load_fashion_mnist("train")
+    assert images is train_split[0] and labels is train_split[1]
+    images, labels = data.load_fashion_mnist("test")
+    assert images is test_split[0] and labels is test_split[1]
+
+
 def test_missing_files_are_named(tmp_path):
     directory = write_fashion_mnist(tmp_path / "d", 5, 5)
     os.remove(os.path.join(directory, "t10k-labels-idx1-ubyte.gz"))

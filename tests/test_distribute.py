@@ -7,14 +7,16 @@ loopback stand in for two machines.
 import csv
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
 
-from conftest import REPO_ROOT, write_fashion_mnist
+import tensorflow as tf
 
 import train
+from conftest import REPO_ROOT, write_fashion_mnist
 
 # One thread per TensorFlow pool in the processes these tests start: the machines running
 # the tests may have few cores, and two workers share them.
@@ -31,6 +33,7 @@ EQUIVALENCE_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
+    import devices
     import models
     import train
 
@@ -63,7 +66,7 @@ EQUIVALENCE_SCRIPT = textwrap.dedent("""
             if strategy.num_replicas_in_sync > 1:
                 batch = next(iter(strategy.experimental_distribute_dataset(
                     tf.data.Dataset.from_tensors(images))))
-                results = train.distributed_train_step(strategy, batch, *arguments)
+                results = devices.distribute_step(strategy, train.train_step)(batch, *arguments)
             else:
                 results = train.train_step(images, *arguments)
             steps.append({
@@ -116,7 +119,8 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-def test_two_workers_train_an_epoch_and_only_the_chief_writes_results(tmp_path):
+def _start_workers(tmp_path, *flags):
+    """Starts two training workers on loopback; returns (processes, their output directories)."""
     data_dir = write_fashion_mnist(tmp_path / "fashion-mnist")
     cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
     # One output directory per worker, as on two machines without a shared disk.
@@ -125,19 +129,30 @@ def test_two_workers_train_an_epoch_and_only_the_chief_writes_results(tmp_path):
     for index, out_dir in enumerate(out_dirs):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         command = [sys.executable, os.path.join(REPO_ROOT, "train.py"), "--strategy", "multiworker",
-                   "--epochs", "1", "--max-images", "200", "--batch-size", "50", "--data-dir", data_dir,
-                   "--out-dir", str(out_dir), "--seed", "0", "--quiet", "--precision", "float32"]
+                   "--max-images", "200", "--batch-size", "50", "--data-dir", data_dir,
+                   "--out-dir", str(out_dir), "--seed", "0", "--quiet", "--precision", "float32", *flags]
         workers.append(subprocess.Popen(command, cwd=str(tmp_path), env={**os.environ, **QUIET_ENV, "TF_CONFIG": config},
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return workers, out_dirs
+
+
+def _wait_for_workers(workers, timeout=240):
+    """Returns each worker's (stdout, stderr); kills them all if one hangs past `timeout`."""
     outputs = []
     try:
         for worker in workers:
-            outputs.append(worker.communicate(timeout=240))
+            outputs.append(worker.communicate(timeout=timeout))
     finally:
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
                 worker.communicate()
+    return outputs
+
+
+def test_two_workers_train_an_epoch_and_only_the_chief_writes_results(tmp_path):
+    workers, out_dirs = _start_workers(tmp_path, "--epochs", "1")
+    outputs = _wait_for_workers(workers)
     for index, (worker, (stdout, stderr)) in enumerate(zip(workers, outputs)):
         assert worker.returncode == 0, f"worker {index}:\n{stdout}\n{stderr[-3000:]}"
     assert "2 replica(s)" in outputs[0][0]
@@ -165,3 +180,38 @@ def test_mirrored_strategy_trains_on_a_machine_with_one_device(tiny_data_dir, tm
     assert os.path.getsize(out_dir / "generator.keras") > 0
     with open(out_dir / "metrics.csv", newline="") as file:
         assert [row["steps"] for row in csv.DictReader(file)] == ["2"]
+
+
+def _newest_checkpoint(directory):
+    return os.path.basename(tf.train.latest_checkpoint(str(directory)))
+
+
+def test_two_workers_agree_when_to_checkpoint_and_when_the_budget_is_spent(tmp_path):
+    # A checkpoint about every second and a budget of 15 seconds: each worker's own clock
+    # would decide at different steps, and a collective save that one worker skips hangs
+    # the other. Agreed decisions make both save together and stop at the same step.
+    workers, (chief_dir, worker_dir) = _start_workers(
+        tmp_path, "--epochs", "1000", "--checkpoint-every-minutes", "0.015", "--max-minutes", "0.25")
+    outputs = _wait_for_workers(workers)
+    for index, (worker, (stdout, stderr)) in enumerate(zip(workers, outputs)):
+        assert worker.returncode == 0, f"worker {index}:\n{stdout}\n{stderr[-3000:]}"
+    assert "time budget reached" in outputs[0][0]
+    assert _newest_checkpoint(chief_dir / "checkpoints") == _newest_checkpoint(worker_dir / ".worker_1_checkpoints")
+    # More checkpoints than epochs: the time-based ones happened, mid-epoch, on both workers.
+    with open(chief_dir / "metrics.csv", newline="") as file:
+        epochs = len(list(csv.DictReader(file)))
+    assert int(_newest_checkpoint(chief_dir / "checkpoints").split("-")[-1]) > epochs
+
+
+def test_a_signal_to_one_worker_stops_both_at_the_same_step(tmp_path):
+    workers, (chief_dir, worker_dir) = _start_workers(tmp_path, "--epochs", "1000")
+    chief, other = workers
+    # Both are training once the chief has logged an epoch; then only worker 1 is told to stop.
+    while "epoch   0/1000" not in chief.stdout.readline():
+        assert chief.poll() is None, chief.stderr.read()[-3000:]
+    other.send_signal(signal.SIGTERM)
+    outputs = _wait_for_workers(workers)
+    assert other.returncode == 143, outputs[1][1][-3000:]
+    assert chief.returncode == 143, outputs[0][1][-3000:]
+    assert "SIGTERM: stopped at epoch" in outputs[0][1] and "SIGTERM: stopped at epoch" in outputs[1][1]
+    assert _newest_checkpoint(chief_dir / "checkpoints") == _newest_checkpoint(worker_dir / ".worker_1_checkpoints")

@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import controller
 import data
 import display
 import models
+import run_history
 import storage
 import train
 from conftest import REPO_ROOT, write_fashion_mnist
@@ -99,7 +101,7 @@ KILLER = textwrap.dedent("""
     #   train-step        just after a train step, before its bookkeeping: mid-epoch
     import os, signal, sys
     sys.path.insert(0, {repo!r})
-    import train
+    import controller, train
     from tensorflow.python.checkpoint import checkpoint_management
     target, count = sys.argv[1], int(sys.argv[2])
     calls = [0]
@@ -118,7 +120,7 @@ KILLER = textwrap.dedent("""
         checkpoint_management.update_checkpoint_state_internal = killing(
             checkpoint_management.update_checkpoint_state_internal)
     else:
-        train._images_in_step = killing(train._images_in_step)
+        controller.Controller.record = killing(controller.Controller.record)
     sys.exit(train.main(sys.argv[3:]))
 """)
 
@@ -180,7 +182,7 @@ def _dataset_with_nan_after(images, good_batches, batch_size=50):
 def test_nan_stops_training_and_keeps_the_last_good_state(tmp_path):
     images, _ = data.load_fashion_mnist("train", write_fashion_mnist(tmp_path / "data"))
     out_dir = str(tmp_path / "run")
-    with pytest.raises(train.TrainingDiverged, match="non-finite at epoch 0 step 4") as raised:
+    with pytest.raises(controller.TrainingDiverged, match="non-finite at epoch 0 step 4") as raised:
         train.train(_dataset_with_nan_after(images, 3), 5, out_dir=out_dir, seed=0,
                     checkpoint_every_steps=2, verbose=0)
     assert "last good checkpoint" in str(raised.value)
@@ -196,7 +198,7 @@ def test_nan_before_any_checkpoint_touches_no_files(tmp_path):
     out_dir = tmp_path / "run"
     out_dir.mkdir()
     (out_dir / "generator.keras").write_text("an older model")
-    with pytest.raises(train.TrainingDiverged, match="before any checkpoint"):
+    with pytest.raises(controller.TrainingDiverged, match="before any checkpoint"):
         train.train(_dataset_with_nan_after(images, 0), 5, out_dir=str(out_dir), seed=0, verbose=0)
     assert (out_dir / "generator.keras").read_text() == "an older model"
 
@@ -214,15 +216,15 @@ def test_collapse_warning_needs_several_epochs_of_d_winning_and_g_loss_rising():
     def rows(d_fake, g_loss):
         return [{"epoch": i, "d_fake": f, "g_loss": g} for i, (f, g) in enumerate(zip(d_fake, g_loss))]
 
-    assert train._collapse_warning(rows([0.01, 0.02, 0.01], [3.0, 4.0, 5.0])).startswith("warning:")
-    assert train._collapse_warning(rows([0.01, 0.02], [3.0, 4.0])) is None  # too few epochs
-    assert train._collapse_warning(rows([0.01, 0.2, 0.01], [3.0, 4.0, 5.0])) is None  # G fought back
-    assert train._collapse_warning(rows([0.01, 0.02, 0.01], [5.0, 4.0, 3.0])) is None  # G improving
+    assert run_history.collapse_warning(rows([0.01, 0.02, 0.01], [3.0, 4.0, 5.0])).startswith("warning:")
+    assert run_history.collapse_warning(rows([0.01, 0.02], [3.0, 4.0])) is None  # too few epochs
+    assert run_history.collapse_warning(rows([0.01, 0.2, 0.01], [3.0, 4.0, 5.0])) is None  # G fought back
+    assert run_history.collapse_warning(rows([0.01, 0.02, 0.01], [5.0, 4.0, 3.0])) is None  # G improving
 
 
 def test_collapse_warning_is_logged_once(tmp_path, monkeypatch, capsys):
     images, _ = data.load_fashion_mnist("train", write_fashion_mnist(tmp_path / "data"))
-    monkeypatch.setattr(train, "_collapse_warning", lambda history: "warning: collapse" if len(history) >= 2 else None)
+    monkeypatch.setattr(run_history, "collapse_warning", lambda history: "warning: collapse" if len(history) >= 2 else None)
     train.train(data.make_dataset(images, 100, seed=0), 4, out_dir=str(tmp_path / "run"), seed=0, verbose=2)
     assert capsys.readouterr().out.count("warning: collapse") == 1
 
@@ -235,7 +237,7 @@ def test_deterministic_runs_are_bit_identical(tiny_data_dir, tmp_path):
                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         rows = storage.read_csv(os.path.join(out_dir, storage.METRICS_CSV))
-        histories.append([[row[name] for name in train.METRIC_NAMES] for row in rows])
+        histories.append([[row[name] for name in run_history.METRIC_NAMES] for row in rows])
         weights.append(keras.models.load_model(os.path.join(out_dir, storage.GENERATOR_FILE)).get_weights())
     assert histories[0] == histories[1]  # the CSV's decimal strings, to the last digit
     for first, second in zip(*weights):

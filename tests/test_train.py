@@ -1,6 +1,8 @@
 """The train step, the training loop, resuming, display and the fit() path, on tiny data."""
 
 import os
+import subprocess
+import sys
 
 import imageio.v3 as iio
 import keras
@@ -10,11 +12,15 @@ import pytest
 import tensorflow as tf
 
 import data
+import devices
 import display
 import fit
 import models
+import run_history
+import run_settings
 import storage
 import train
+from conftest import REPO_ROOT
 
 TINY_BATCH = 64
 
@@ -53,10 +59,10 @@ def test_one_step_changes_both_models_and_returns_finite_metrics():
 
 def test_noise_differs_between_steps_and_follows_the_seed():
     images = tf.zeros([4, 28, 28, 1])
-    first = train.sample_noise(images, 10, tf.constant([7, 0], tf.int64))
+    first = devices.sample_noise(images, 10, tf.constant([7, 0], tf.int64))
     assert first.shape == (4, 10)
-    np.testing.assert_array_equal(first, train.sample_noise(images, 10, tf.constant([7, 0], tf.int64)))
-    assert not np.array_equal(first, train.sample_noise(images, 10, tf.constant([7, 1], tf.int64)))
+    np.testing.assert_array_equal(first, devices.sample_noise(images, 10, tf.constant([7, 0], tf.int64)))
+    assert not np.array_equal(first, devices.sample_noise(images, 10, tf.constant([7, 1], tf.int64)))
 
 
 def test_training_writes_grids_checkpoint_models_gif_csv_and_plot(tiny_images, tmp_path):
@@ -73,7 +79,7 @@ def test_training_writes_grids_checkpoint_models_gif_csv_and_plot(tiny_images, t
 
     rows = storage.read_csv(os.path.join(out_dir, "metrics.csv"))
     assert [row["epoch"] for row in rows] == ["0", "1"]
-    assert all(np.isfinite(float(row[name])) for row in rows for name in train.METRIC_NAMES)
+    assert all(np.isfinite(float(row[name])) for row in rows for name in run_history.METRIC_NAMES)
     assert float(rows[0]["images_per_second"]) > 0
 
     generator = keras.models.load_model(os.path.join(out_dir, "generator.keras"))
@@ -142,7 +148,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_images, tmp_path):
     assert [row["steps"] for row in partial] == ["5", "1"]
     resumed = train.train(_dataset_as_in_a_new_process(tiny_images, 3), 2, out_dir=interrupted_dir, verbose=0)
     assert [row["steps"] for row in resumed] == [5, 5]
-    for name in train.METRIC_NAMES:
+    for name in run_history.METRIC_NAMES:
         np.testing.assert_allclose([row[name] for row in resumed], [row[name] for row in straight], rtol=1e-5)
 
 
@@ -205,8 +211,146 @@ def test_fit_path_trains_with_the_same_step_and_saves_grids(tiny_images, tmp_pat
     before = _weights(generator)
     history = gan.fit(data.make_dataset(tiny_images, TINY_BATCH, seed=0), epochs=2, verbose=0,
                       callbacks=[fit.GridMonitor(str(tmp_path))])
-    assert set(history.history) >= set(train.METRIC_NAMES)
+    assert set(history.history) >= set(run_history.METRIC_NAMES)
     assert all(np.isfinite(history.history["d_loss"]))
     assert not np.array_equal(before[0], _weights(generator)[0])
     assert display.saved_epochs(str(tmp_path)) == [0, 1]
     assert display.make_gif(str(tmp_path)).endswith("progress.gif")
+
+
+def test_notebook_resume_after_a_kernel_restart_continues_the_runs_data_order(tiny_data_dir, tmp_path):
+    # In a notebook the dataset is made again after a restart, without a seed, and the
+    # user's own code may have set TensorFlow's global seed: the batches must still be
+    # those the interrupted run would have seen.
+    def notebook_dataset():
+        return train.load_training_dataset(TINY_BATCH, tiny_data_dir, max_images=300)
+
+    straight = train.train(notebook_dataset(), 2, out_dir=str(tmp_path / "straight"), seed=8, verbose=0)
+    out_dir = str(tmp_path / "notebook")
+    train.train(notebook_dataset(), 1, out_dir=out_dir, seed=8, verbose=0)
+    train.train(notebook_dataset(), 2, out_dir=out_dir, max_minutes=1e-9, verbose=0)  # one step of epoch 1
+    tf.random.set_seed(1234)  # the restarted kernel's own seed
+    resumed = train.train(notebook_dataset(), 2, out_dir=out_dir, verbose=0)
+    assert [row["steps"] for row in resumed] == [5, 5]
+    for name in run_history.METRIC_NAMES:
+        np.testing.assert_allclose([row[name] for row in resumed], [row[name] for row in straight], rtol=1e-5)
+
+
+def test_run_settings_are_recorded(tiny_images, tmp_path):
+    train.train(data.make_dataset(tiny_images, TINY_BATCH), 1, out_dir=str(tmp_path), seed=9, verbose=0)
+    settings = run_settings.load(str(tmp_path))
+    assert settings["batch_size"] == TINY_BATCH and settings["steps_per_epoch"] == 5
+    assert settings["seed"] == 9 and settings["latent_dim"] == train.LATENT_DIM
+    assert settings["generator_learning_rate"] == train.GENERATOR_LEARNING_RATE
+    assert settings["beta_1"] == train.BETA_1 and settings["label_smoothing"] == train.LABEL_SMOOTHING
+
+
+def test_another_batch_size_at_an_epoch_boundary_continues_and_says_so(tiny_images, tmp_path, capsys):
+    out_dir = str(tmp_path)
+    train.train(data.make_dataset(tiny_images, TINY_BATCH), 1, out_dir=out_dir, seed=10, verbose=2)
+    capsys.readouterr()
+    history = train.train(data.make_dataset(tiny_images, 100), 2, out_dir=out_dir, verbose=2)
+    assert [row["steps"] for row in history] == [5, 3]  # 300 images: 5 batches of 64, then 3 of 100
+    assert "batch_size 64 -> 100" in capsys.readouterr().out
+    assert run_settings.load(out_dir)["batch_size"] == 100
+
+
+def test_another_batch_size_mid_epoch_is_refused_and_files_kept(tiny_images, tmp_path):
+    out_dir = str(tmp_path)
+    train.train(data.make_dataset(tiny_images, TINY_BATCH), 2, out_dir=out_dir, seed=11, max_minutes=1e-9, verbose=0)
+    before = {name: os.path.getmtime(os.path.join(out_dir, name)) for name in os.listdir(out_dir)}
+    with pytest.raises(ValueError, match=r"middle of epoch 0 \(step 1 of 5 at batch size 64\).*batch_size 64 -> 100"):
+        train.train(data.make_dataset(tiny_images, 100), 2, out_dir=out_dir, verbose=0)
+    assert {name: os.path.getmtime(os.path.join(out_dir, name)) for name in os.listdir(out_dir)} == before
+
+
+def test_a_new_learning_rate_replaces_the_checkpoints(tiny_images, tmp_path, capsys):
+    out_dir = str(tmp_path)
+    train.train(data.make_dataset(tiny_images, TINY_BATCH), 1, out_dir=out_dir, seed=12, verbose=0)
+    generator_optimizer, discriminator_optimizer = models.make_optimizers(generator_learning_rate=1e-4)
+    train.train(data.make_dataset(tiny_images, TINY_BATCH), 2, out_dir=out_dir, verbose=2,
+                generator_optimizer=generator_optimizer, discriminator_optimizer=discriminator_optimizer)
+    # The checkpoint held 2e-4; the run goes on with the rate it was given, and says so.
+    assert float(generator_optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
+    assert "generator_learning_rate 0.0002 -> 0.0001" in capsys.readouterr().out
+
+
+def test_another_seed_for_a_resumed_run_is_refused(tiny_images, tmp_path):
+    train.train(data.make_dataset(tiny_images, TINY_BATCH), 1, out_dir=str(tmp_path), seed=13, verbose=0)
+    with pytest.raises(ValueError, match="started with seed 13, not 14"):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH), 2, out_dir=str(tmp_path), seed=14, verbose=0)
+
+
+def test_a_checkpoint_of_an_earlier_version_resumes(tiny_images, tmp_path):
+    # Earlier versions wrote these names and no run_settings.json: the format is the names.
+    generator, discriminator = models.make_generator_model(), models.make_discriminator_model()
+    generator_optimizer, discriminator_optimizer = models.make_optimizers()
+    generator_optimizer.build(generator.trainable_variables)
+    discriminator_optimizer.build(discriminator.trainable_variables)
+    old_checkpoint = tf.train.Checkpoint(
+        generator=generator, discriminator=discriminator, generator_optimizer=generator_optimizer,
+        discriminator_optimizer=discriminator_optimizer, epoch=tf.Variable(1, dtype=tf.int64),
+        step_in_epoch=tf.Variable(0, dtype=tf.int64), epoch_totals=tf.Variable(tf.zeros([6], tf.float64)),
+        noise_seed=tf.Variable(77, dtype=tf.int64),
+        fixed_noise=tf.Variable(tf.random.normal([train.NUM_EXAMPLES_TO_GENERATE, train.LATENT_DIM])))
+    tf.train.CheckpointManager(old_checkpoint, str(tmp_path / "checkpoints"), max_to_keep=3).save()
+
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH), 2, out_dir=str(tmp_path), verbose=0)
+    assert [row["epoch"] for row in history] == [1]
+    assert run_settings.load(str(tmp_path))["seed"] == 77
+    checkpoint = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert int(tf.train.load_variable(checkpoint, "epoch/.ATTRIBUTES/VARIABLE_VALUE")) == 2
+
+
+def _scaled(images):
+    return images[..., None].astype(np.float32) / 127.5 - 1
+
+
+@pytest.mark.parametrize("make_dataset, expected", [
+    (lambda images: tf.data.Dataset.from_tensor_slices((_scaled(images), np.zeros(len(images)))).batch(64),
+     r"images and labels\?\).*dataset.map\(lambda images, labels: images\)"),
+    (lambda images: tf.data.Dataset.from_tensor_slices(images[..., None].astype(np.float32)).batch(64),
+     r"as if still in \[0, 255\].*images / 127.5 - 1"),
+    (lambda images: tf.data.Dataset.from_tensor_slices(images[..., None].astype(np.float32) / 255).batch(64),
+     r"as if scaled to \[0, 1\].*images \* 2 - 1"),
+    (lambda images: tf.data.Dataset.from_tensor_slices(images[..., None]).batch(64), r"pixels are uint8"),
+    (lambda images: tf.data.Dataset.from_tensor_slices(_scaled(images)[..., 0]).batch(64), r"no channel axis"),
+    (lambda images: tf.data.Dataset.from_tensor_slices(_scaled(images)), r"not batches: pass dataset.batch"),
+    (lambda images: tf.data.Dataset.from_tensor_slices(tf.image.resize(_scaled(images), [32, 32])).batch(64),
+     r"batches of shape \(None, 32, 32, 1\)"),
+    (lambda images: tf.data.Dataset.from_tensor_slices(_scaled(images)).batch(64).repeat(), r"finite"),
+])
+def test_a_dataset_got_wrong_is_refused_with_the_fix(make_dataset, expected, tiny_images, tmp_path):
+    with pytest.raises(ValueError, match=expected):
+        train.train(make_dataset(tiny_images), 1, out_dir=str(tmp_path / "run"), verbose=0)
+    assert os.listdir(tmp_path) == []
+
+
+IMPORT_SCRIPT = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import matplotlib
+matplotlib.use("svg")  # a user's own choice, as a notebook makes one
+import keras
+import cli, controller, data, devices, display, evaluate, fit, models, run_history, run_settings, train
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+display.plot_history([{"epoch": 0, "d_loss": 1, "g_loss": 1, "d_real": 0.5, "d_fake": 0.5}], "losses.png")
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+assert keras.mixed_precision.global_policy().name == "float32"
+print("unchanged")
+"""
+
+
+def test_importing_the_modules_changes_no_global_state(tmp_path):
+    environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT, REPO_ROOT], capture_output=True, text=True,
+                            env=environment, timeout=300, cwd=str(tmp_path))
+    assert result.returncode == 0 and "unchanged" in result.stdout, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("module", [train, fit])
+def test_help_shows_every_default(module):
+    parser = module.make_argument_parser()
+    options = [action for action in parser._actions if action.dest != "help"]
+    assert parser.format_help().count("(default:") == len(options)

@@ -1,0 +1,146 @@
+"""The command line, the same for every script: argument types, one-line errors, the seed.
+
+Every script of the project (train.py, fit.py, evaluate.py, classifier.py, the benchmarks)
+builds its parser with `make_parser`, so that `--help` shows every default and a bad value
+ends with one line and exit code 2, and picks its seed with `choose_seed`, so that a run
+without `--seed` still logs the seed that repeats it.
+
+    parser = cli.make_parser("train.py", "Train a DCGAN on Fashion-MNIST.")
+    parser.add_argument("--epochs", type=cli.bounded_int(1, 100_000), default=20, help="...")
+    args = parser.parse_args()
+    seed = cli.choose_seed(args.seed)
+"""
+
+import argparse
+import math
+import sys
+
+import numpy as np
+
+MAX_SEED = 2**31 - 1  # the largest seed every TensorFlow and NumPy seed argument accepts
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with every default in `--help` and each error on one line.
+
+    A bad value prints `PROG: error: MESSAGE` and exits with code 2, without the usage
+    block: the message says what is wrong, `--help` says the rest.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
+
+
+def make_parser(program, description):
+    """Returns an `ArgumentParser` named `program` whose `--help` appends each default."""
+    return ArgumentParser(prog=program, description=description,
+                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def bounded_int(low, high):
+    """Returns an argparse type: a whole number in [low, high]."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+    return parse
+
+
+def _finite_number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite number above 0."""
+    value = _finite_number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    """argparse type: a finite number, 0 or above."""
+    value = _finite_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def fraction(text):
+    """argparse type: a number in [0, 1)."""
+    value = _finite_number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+seed_type = bounded_int(0, MAX_SEED)
+
+
+def add_seed_argument(parser, default=None, help_text="random seed; the same seed repeats a run"):
+    """Adds `--seed` to `parser`; a default of None means "draw one and log it"."""
+    parser.add_argument("--seed", type=seed_type, default=default,
+                        help=help_text + ("" if default is not None else " (none: drawn and logged)"))
+
+
+def choose_seed(seed=None, stored_seed=None, log=print):
+    """The seed decision of every script.
+
+    Args:
+        seed: the seed asked for (`--seed`), or None.
+        stored_seed: the seed of the run being resumed, or None for a new run.
+        log: where to say that a seed was drawn (None: say nothing).
+
+    Returns:
+        `seed` if given, else `stored_seed`, else a new random seed in [0, MAX_SEED],
+        which is logged so that the run can be repeated.
+
+    Raises:
+        ValueError: `seed` and `stored_seed` are both given and differ: a resumed run must
+            keep the seed it started with, or its noise and data order would change.
+    """
+    if seed is not None and stored_seed is not None and seed != stored_seed:
+        raise ValueError(f"this run was started with seed {stored_seed}, not {seed}: pass --seed {stored_seed} "
+                         "(or no --seed) to resume it, or --fresh or another --out-dir to start over")
+    if seed is not None:
+        return int(seed)
+    if stored_seed is not None:
+        return int(stored_seed)
+    drawn = int(np.random.SeedSequence().entropy % (MAX_SEED + 1))
+    if log is not None:
+        log(f"seed {drawn} (drawn; pass --seed {drawn} to repeat this run)", flush=True)
+    return drawn
+
+
+def exit_code(error):
+    """The exit code for an error that ends a script: the error's own `exit_code` if it has
+    one (an interruption by a signal: 128 + its number), 2 for bad input (ValueError,
+    FileNotFoundError), and 1 for anything else."""
+    if hasattr(error, "exit_code"):
+        return error.exit_code
+    if isinstance(error, (ValueError, FileNotFoundError)):
+        return 2
+    return 1
+
+
+def report(program, error):
+    """Prints `error` as one line on stderr and returns its exit code (see `exit_code`).
+
+    An interruption's message is printed as it is; anything else as `PROG: error: ...`.
+    """
+    message = " ".join(str(error).split())
+    if hasattr(error, "exit_code"):
+        print(message, file=sys.stderr, flush=True)
+    else:
+        print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    return exit_code(error)

@@ -1,0 +1,336 @@
+"""The bookkeeping of a training run: everything around the GAN's loop that keeps it alive.
+
+train.py holds the lesson: the step and the loop over epochs and batches. This module is
+what makes that loop survive and resume, the way TF Model Garden's Controller runs a
+Trainer's steps: it checks the data, chooses the seed, restores the newest checkpoint
+(checkpoints.py), compares the run's settings with those it resumes (run_settings.py),
+feeds the batches from where the checkpoint stopped, counts every step into the epoch's
+sums, stops on a NaN loss, on a signal or when the time budget is spent, and saves
+checkpoints on a schedule agreed by all workers (stopping.py). After each epoch it writes
+the grid, the metrics row (run_history.py) and a checkpoint, in that order, so that a crash
+in between only redoes work; at the end, the `.keras` models, the GIF and the loss plot.
+
+    run = controller.Controller(dataset, epochs, out_dir="training_output")
+    with run.scope():                                   # devices, precision, seeded weights
+        generator, discriminator = ...
+    run.start(generator, discriminator, generator_optimizer, discriminator_optimizer)
+    step = run.distribute(train_step)
+    with run.catching_stop_signals():
+        for epoch in run.epochs():
+            for real_images in run.batches():
+                run.record(step(real_images, ...))
+            run.save_grid(generator(run.fixed_noise, training=False))
+            run.end_epoch(generator)
+    history = run.finish(generator, discriminator)
+"""
+
+import contextlib
+import math
+import os
+import signal
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import checkpoints
+import cli
+import data
+import devices
+import display
+import run_history
+import run_settings
+import stopping
+import storage
+
+CHECKPOINT_EVERY_MINUTES = 5.0  # a kill -9 loses at most this much work
+EVALUATION_SAMPLES = 10_000  # generated images per FID, as many as the real test images
+MAX_EPOCHS = 100_000  # catches typing mistakes (an extra zero or two) before hours are spent
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint and `.keras` files were kept."""
+
+
+class Controller:
+    """Runs the bookkeeping of one training run in `out_dir`.
+
+    Args:
+        dataset: a `tf.data.Dataset` of float32 image batches (batch, 28, 28, 1) in [-1, 1],
+            one epoch long. One made by `data.make_dataset` is shuffled from the run's
+            seed, so a resumed run sees the batches an uninterrupted one would have.
+        epochs: total number of epochs, counting those done in earlier runs.
+        out_dir: where grids, metrics, checkpoints and the final models are written.
+        seed: seeds weights, noise, data order and the fixed noise; None takes the seed of
+            the run being resumed, or draws one and logs it.
+        precision: "float32", "mixed_bfloat16" or "mixed_float16"; None picks one for this
+            machine (devices.check_precision).
+        strategy: a `tf.distribute.Strategy`; None trains on one device.
+        fresh: delete this project's earlier results in `out_dir` and start over.
+        max_minutes: stop cleanly, saving everything, after this many minutes of training.
+        checkpoint_every_minutes, checkpoint_every_steps: mid-epoch checkpoint intervals
+            (0 turns one off); a checkpoint is also saved at the end of every epoch.
+        evaluator, evaluate_every, evaluation_samples: an object with
+            `evaluate(generator, num_samples, seed)` returning a dict with "fid" (see
+            evaluate.py), called every `evaluate_every` epochs on that many samples.
+        verbose: 0 silent, 1 progress bar and a line per epoch, 2 the line only.
+
+    Raises:
+        ValueError: bad arguments or a dataset training cannot use (data.check_training_dataset).
+    """
+
+    def __init__(self, dataset, epochs, *, out_dir=storage.OUT_DIR, seed=None, precision=None, strategy=None,
+                 fresh=False, max_minutes=None, checkpoint_every_minutes=CHECKPOINT_EVERY_MINUTES,
+                 checkpoint_every_steps=0, evaluator=None, evaluate_every=0,
+                 evaluation_samples=EVALUATION_SAMPLES, verbose=1):
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or not 1 <= epochs <= MAX_EPOCHS:
+            raise ValueError(f"epochs must be an integer between 1 and {MAX_EPOCHS}, got {epochs!r}")
+        if max_minutes is not None and not max_minutes > 0:
+            raise ValueError(f"max_minutes must be positive, got {max_minutes}")
+        self.steps_per_epoch, self.batch_size = data.check_training_dataset(dataset)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        devices.check_batches_fit_replicas(self.strategy, dataset, self.steps_per_epoch)
+        self.precision = devices.check_precision(precision)
+        self.out_dir = storage.prepare_out_dir(out_dir)
+        self.total_epochs = int(epochs)
+        self.fresh = fresh
+        self.options = dict(max_minutes=max_minutes, checkpoint_every_minutes=checkpoint_every_minutes,
+                            checkpoint_every_steps=checkpoint_every_steps)
+        self.evaluator, self.evaluate_every, self.evaluation_samples = evaluator, evaluate_every, evaluation_samples
+        self.verbose = verbose
+        self.log = print if verbose else (lambda *args, **kwargs: None)
+        self.is_chief = devices.is_chief(self.strategy)
+        # Every worker takes part in saving (a collective operation), but only the chief's
+        # copy lands in the checkpoint directory; the others keep theirs apart.
+        checkpoint_dir = (storage.CHECKPOINT_DIR if self.is_chief
+                          else storage.WORKER_CHECKPOINT_PATTERN.format(worker=devices.worker_id(self.strategy)))
+        self.checkpoint_dir = os.path.join(self.out_dir, checkpoint_dir)
+
+        stored_seed = None if fresh else checkpoints.stored_seed(self.checkpoint_dir)
+        self.seed = devices.agree_on_seed(self.strategy, cli.choose_seed(seed, stored_seed, log=self.log))
+        # The data order is the run's: shuffled from its seed, as in a new process.
+        tf.random.set_seed(None)
+        reshuffled = data.reshuffled(dataset, self.seed)
+        self.dataset = dataset if reshuffled is None else reshuffled
+
+    @contextlib.contextmanager
+    def scope(self):
+        """Builds models inside: on the run's devices, in its precision, weights from its seed."""
+        keras.utils.set_random_seed(self.seed)
+        with self.strategy.scope(), devices.dtype_policy(self.precision):
+            yield
+
+    def start(self, generator, discriminator, generator_optimizer, discriminator_optimizer,
+              num_fixed_noise=64, **settings):
+        """Restores the newest checkpoint in `out_dir`, or begins a new run.
+
+        Args:
+            generator, discriminator, generator_optimizer, discriminator_optimizer: what
+                the checkpoint holds, built in `scope()`.
+            num_fixed_noise: images in each epoch grid.
+            **settings: more settings of the run to record (such as label_smoothing).
+
+        Raises:
+            ValueError: the checkpoint in `out_dir` is of other models, or stopped
+                mid-epoch with other batches (see run_settings.compare).
+            StorageError: checkpoints exist but none is readable.
+        """
+        with self.strategy.scope():
+            # Keras builds optimizer slots lazily; building them now lets a checkpoint
+            # restore them, and lets the step (a tf.function) run without creating variables.
+            generator_optimizer.build(generator.trainable_variables)
+            discriminator_optimizer.build(discriminator.trainable_variables)
+            self.checkpoints = checkpoints.Checkpoints(self.checkpoint_dir, generator, discriminator,
+                                                       generator_optimizer, discriminator_optimizer, self.seed,
+                                                       num_fixed_noise)
+        self.noise_seed, self.fixed_noise = self.checkpoints.noise_seed, self.checkpoints.fixed_noise
+        self._models = (generator, discriminator)
+        if self.is_chief:
+            storage.remove_partial_files(self.out_dir)
+            if self.fresh:
+                storage.remove_results(self.out_dir)
+        optimizers = (generator_optimizer, discriminator_optimizer)
+        # A checkpoint holds the learning rates too; this run's are the ones asked for.
+        learning_rates = [float(optimizer.learning_rate.numpy()) for optimizer in optimizers]
+        restored = None
+        if not self.fresh:
+            self.checkpoints.check_latent_dim()
+            restored = self.checkpoints.restore()
+        for optimizer, learning_rate in zip(optimizers, learning_rates):
+            optimizer.learning_rate = learning_rate
+        self.start_epoch, start_step = self.checkpoints.position()
+
+        current = {
+            "batch_size": self.batch_size, "steps_per_epoch": self.steps_per_epoch,
+            "latent_dim": int(generator.input_shape[-1]), "seed": self.seed, "precision": self.precision,
+            "replicas": int(self.strategy.num_replicas_in_sync), "tensorflow": tf.__version__,
+            "generator_learning_rate": float(f"{learning_rates[0]:.6g}"),
+            "discriminator_learning_rate": float(f"{learning_rates[1]:.6g}"),
+            "beta_1": float(getattr(generator_optimizer, "inner_optimizer", generator_optimizer).beta_1),
+            **settings}
+        changes = run_settings.compare(run_settings.load(self.out_dir) if restored else None, current,
+                                       self.start_epoch, start_step)
+        if self.is_chief:
+            run_settings.save(self.out_dir, current)
+        self.history = run_history.read(self.out_dir, self.start_epoch)
+
+        if restored:
+            self.log(f"Resuming from {restored}: epoch {self.start_epoch}, step {start_step} (seed {self.seed})",
+                     flush=True)
+        if changes:
+            self.log(f"Settings changed since the last run, going on with the new ones: {'; '.join(changes)}",
+                     flush=True)
+        if self.start_epoch >= self.total_epochs:
+            self.log(f"{self.out_dir} already holds {self.start_epoch} epochs; pass a larger epochs to train more, "
+                     "or fresh=True")
+        else:
+            self.log(f"Training epochs {self.start_epoch}-{self.total_epochs - 1}: {self.steps_per_epoch} steps an "
+                     f"epoch, precision {self.precision}, {self.strategy.num_replicas_in_sync} replica(s), "
+                     f"seed {self.seed}", flush=True)
+        # One iterator over all remaining epochs, fast-forwarded to where the checkpoint
+        # stopped: with a dataset of data.make_dataset(), the very batches an
+        # uninterrupted run would have seen.
+        batches = self.dataset.repeat().skip(self.start_epoch * self.steps_per_epoch + start_step)
+        self._batch_iterator = iter(devices.distribute_batches(self.strategy, batches))
+
+    def distribute(self, step_function):
+        """Returns `step_function` run on every replica, traced once (devices.distribute_step)."""
+        return devices.distribute_step(self.strategy, step_function)
+
+    @contextlib.contextmanager
+    def catching_stop_signals(self):
+        """Inside, SIGINT and SIGTERM make the loop save a checkpoint after the current step,
+        then raise stopping.TrainingInterrupted."""
+        with stopping.StopSignals() as stop_signals:
+            self._schedule = stopping.Schedule(self.strategy, stop_signals, **self.options)
+            yield
+
+    def epochs(self):
+        """Yields the numbers of the epochs still to train, ending early when the time
+        budget is spent."""
+        self._stopped_early = False
+        self._warned_collapse = False
+        for epoch in range(self.start_epoch, self.total_epochs):
+            self.epoch = epoch
+            self._progress_bar = None
+            if self.verbose == 1:
+                self._progress_bar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=run_history.METRIC_NAMES,
+                                                         interval=0.1 if sys.stdout.isatty() else 30.0)
+            yield epoch
+            if self._stopped_early:
+                return
+
+    def batches(self):
+        """Yields this epoch's batches of real images still to train; `record` each step's results."""
+        for self._step in range(self.checkpoints.position()[1], self.steps_per_epoch):
+            self._step_start = time.perf_counter()
+            yield next(self._batch_iterator)
+            if self._stopped_early:
+                return
+
+    def record(self, results):
+        """Counts a step's results into the epoch, then acts on what every worker agreed:
+        stop on a signal (after a checkpoint), stop when the budget is spent, or save a
+        mid-epoch checkpoint when one is due.
+
+        Args:
+            results: the step's dict: the METRIC_NAMES of run_history.py and "images".
+
+        Raises:
+            TrainingDiverged: a loss is NaN or infinite (the last good checkpoint is kept).
+            stopping.TrainingInterrupted: a signal arrived (a checkpoint was saved first).
+        """
+        step_seconds = time.perf_counter() - self._step_start
+        values = {name: float(results[name]) for name in run_history.METRIC_NAMES}
+        if not (math.isfinite(values["d_loss"]) and math.isfinite(values["g_loss"])):
+            self._stop_diverged(values)
+        self.checkpoints.epoch_totals.assign_add(
+            tf.constant([values[name] for name in run_history.METRIC_NAMES] + [step_seconds, float(results["images"])],
+                        tf.float64))
+        steps_done = self._step + 1
+        self.checkpoints.step_in_epoch.assign(steps_done)
+        if self._progress_bar is not None:
+            self._progress_bar.update(steps_done, list(values.items()))
+
+        decision = self._schedule.after_step(step_seconds, steps_done)
+        if decision.signal_number:
+            path = self._save_checkpoint()
+            name = signal.Signals(decision.signal_number).name
+            raise stopping.TrainingInterrupted(
+                f"{name}: stopped at epoch {self.epoch} step {steps_done}/{self.steps_per_epoch}; checkpoint {path} "
+                "saved; run the same command again to resume", decision.signal_number)
+        if decision.budget_spent:
+            self._stopped_early = True
+        elif decision.save and steps_done < self.steps_per_epoch:  # the end of the epoch saves anyway
+            self._save_checkpoint()
+
+    def save_grid(self, images):
+        """Saves the epoch's grid of generated images in [-1, 1] (the chief only)."""
+        if self.is_chief:
+            display.save_image_grid(np.asarray(images), os.path.join(
+                self.out_dir, storage.GRID_PATTERN.format(epoch=self.epoch)))
+
+    def end_epoch(self, generator):
+        """Writes the epoch's metrics row (with FID when due), saves a checkpoint, logs a line."""
+        steps_done = self.checkpoints.position()[1]
+        row = run_history.epoch_row(self.epoch, steps_done, self.checkpoints.totals())
+        if (self.evaluator is not None and self.evaluate_every and not self._stopped_early
+                and (self.epoch + 1) % self.evaluate_every == 0):
+            row.update(self.evaluator.evaluate(generator, num_samples=self.evaluation_samples, seed=self.seed))
+        if not self._stopped_early:
+            self.checkpoints.epoch.assign(self.epoch + 1)
+            self.checkpoints.step_in_epoch.assign(0)
+            self.checkpoints.epoch_totals.assign(tf.zeros_like(self.checkpoints.epoch_totals))
+        self.history = run_history.replace_row(self.history, row)
+        # The row is written before the checkpoint that marks the epoch as done, so a crash
+        # in between only redoes work.
+        if self.is_chief:
+            run_history.write(self.out_dir, self.history)
+        self._save_checkpoint()
+        self.log(run_history.format_row(row, self.total_epochs)
+                 + ("  (time budget reached mid-epoch)" if self._stopped_early else ""), flush=True)
+        warning = run_history.collapse_warning(self.history)
+        if warning and not self._warned_collapse:
+            self.log(warning, flush=True)
+            self._warned_collapse = True
+
+    def finish(self, generator, discriminator):
+        """Exports the models as `.keras` files, the progress GIF and the loss plot (the chief only).
+
+        Returns:
+            The history: one dict per epoch in `out_dir`, earlier runs included.
+        """
+        if self.is_chief:
+            self._export_models(generator, discriminator)
+            if display.saved_epochs(self.out_dir):
+                display.make_gif(self.out_dir)
+            if self.history:
+                display.plot_history(self.history, os.path.join(self.out_dir, storage.LOSS_PLOT))
+            self.log(f"Saved {storage.GENERATOR_FILE}, {storage.DISCRIMINATOR_FILE}, {storage.PROGRESS_GIF} and "
+                     f"{storage.LOSS_PLOT} in {self.out_dir}", flush=True)
+        return self.history
+
+    def _save_checkpoint(self):
+        path = self.checkpoints.save()
+        self._schedule.checkpoint_saved()
+        return path
+
+    def _export_models(self, generator, discriminator):
+        storage.save_model(generator, os.path.join(self.out_dir, storage.GENERATOR_FILE))
+        storage.save_model(discriminator, os.path.join(self.out_dir, storage.DISCRIMINATOR_FILE))
+
+    def _stop_diverged(self, values):
+        where = f"epoch {self.epoch} step {self._step + 1}"
+        losses = ", ".join(f"{name} {value:.4g}" for name, value in values.items())
+        advice = "try a lower learning rate, --precision float32, or another --seed"
+        if self.checkpoints.latest is None:
+            raise TrainingDiverged(f"losses became non-finite at {where} ({losses}) before any checkpoint "
+                                   f"was saved; existing files in {self.out_dir} are untouched; {advice}")
+        restored = self.checkpoints.restore()
+        if self.is_chief:
+            self._export_models(*self._models)
+        raise TrainingDiverged(f"losses became non-finite at {where} ({losses}); the last good checkpoint "
+                               f"{restored} is kept and exported to {storage.GENERATOR_FILE} and "
+                               f"{storage.DISCRIMINATOR_FILE}; {advice}")

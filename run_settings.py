@@ -1,0 +1,76 @@
+"""The settings a run was started with, kept beside its checkpoints to check a resume.
+
+Rerunning the same output directory resumes the run there. If the rerun asks for other
+settings, a resume must not silently do something else: a step of a new batch size is not
+a step of the old one, so the checkpoint's position "epoch 3, step 400" would point at the
+wrong images. `compare` says, for each changed setting, whether the run can go on:
+
+- the batch size or the number of batches an epoch: only at an epoch boundary, where the
+  new epoch simply starts with the new batches; mid-epoch the resume is refused;
+- learning rates, Adam's beta_1, label smoothing, precision, replicas, TensorFlow's
+  version: the run goes on with the new values from here, and says what changed.
+
+The seed, the noise size and the architecture never change within a run: the seed is
+checked when it is chosen (cli.choose_seed), the others when the checkpoint is restored.
+"""
+
+import json
+import os
+
+import storage
+
+# Changing these changes what "step N of the epoch" means.
+STEP_DEFINING = ("batch_size", "steps_per_epoch")
+
+
+def load(out_dir):
+    """Returns the settings saved in `out_dir`, or None (a new run, or one of an earlier
+    version of the project, which saved none). An unreadable file counts as none."""
+    path = os.path.join(out_dir, storage.SETTINGS_FILE)
+    try:
+        with open(path) as file:
+            settings = json.load(file)
+    except (OSError, ValueError):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def save(out_dir, settings):
+    """Writes `settings` (a JSON-able dict) to `out_dir` atomically.
+
+    Raises:
+        StorageError: the file could not be written.
+    """
+    with storage.atomic_path(os.path.join(out_dir, storage.SETTINGS_FILE)) as temporary_path:
+        with open(temporary_path, "w") as file:
+            json.dump(settings, file, indent=2, sort_keys=True)
+            file.write("\n")
+
+
+def compare(previous, current, epoch, step_in_epoch):
+    """Checks that a run saved with `previous` settings can go on with `current` ones.
+
+    Args:
+        previous: the saved settings, or None.
+        current: the settings of this run.
+        epoch, step_in_epoch: where the restored checkpoint stopped.
+
+    Returns:
+        A list of "name old -> new" strings, one per changed setting (empty when none).
+
+    Raises:
+        ValueError: a step-defining setting changed in the middle of an epoch.
+    """
+    if previous is None:
+        return []
+    changes = {name: (previous[name], value) for name, value in current.items()
+               if name in previous and previous[name] != value}
+    step_changes = {name: change for name, change in changes.items() if name in STEP_DEFINING}
+    if step_changes and step_in_epoch > 0:
+        described = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in step_changes.items())
+        raise ValueError(
+            f"the run in this --out-dir stopped in the middle of epoch {epoch} (step {step_in_epoch} of "
+            f"{previous['steps_per_epoch']} at batch size {previous['batch_size']}) and the batches have "
+            f"changed ({described}): resume with the earlier --batch-size and --max-images to finish the "
+            "epoch, then change them; or pass --fresh or another --out-dir")
+    return [f"{name} {old} -> {new}" for name, (old, new) in changes.items()]
