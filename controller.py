@@ -8,17 +8,17 @@ feeds the batches from where the checkpoint stopped, counts every step into the 
 sums, stops on a NaN loss, on a signal or when the time budget is spent, and saves
 checkpoints on a schedule agreed by all workers (stopping.py). After each epoch it writes
 the grid, the metrics row (run_history.py) and a checkpoint, in that order, so that a crash
-in between only redoes work; at the end, the `.keras` models, the GIF and the loss plot.
+in between only redoes work; then the epoch's TensorBoard summaries (summaries.py), the
+loss plot and the GIF; at the end, the `.keras` models.
 
-    run = controller.Controller(dataset, epochs, out_dir="training_output")
+    run = controller.Controller(train_step, dataset, epochs, out_dir="training_output")
     with run.scope():                                   # devices, precision, seeded weights
         generator, discriminator = ...
     run.start(generator, discriminator, generator_optimizer, discriminator_optimizer)
-    step = run.distribute(train_step)
     with run.catching_stop_signals():
         for epoch in run.epochs():
             for real_images in run.batches():
-                run.record(step(real_images, ...))
+                run.record(run.step(real_images, ...))
             run.save_grid(generator(run.fixed_noise, training=False))
             run.end_epoch(generator)
     history = run.finish(generator, discriminator)
@@ -40,10 +40,13 @@ import cli
 import data
 import devices
 import display
+import models
+import precision_probe
 import run_history
 import run_settings
 import stopping
 import storage
+import summaries
 
 CHECKPOINT_EVERY_MINUTES = 5.0  # a kill -9 loses at most this much work
 EVALUATION_SAMPLES = 10_000  # generated images per FID, as many as the real test images
@@ -58,6 +61,8 @@ class Controller:
     """Runs the bookkeeping of one training run in `out_dir`.
 
     Args:
+        step_function: the train step, a `tf.function` taking (real_images, *arguments)
+            and returning a dict with the METRIC_NAMES of run_history.py; `step` runs it.
         dataset: a `tf.data.Dataset` of float32 image batches (batch, 28, 28, 1) in [-1, 1],
             one epoch long. One made by `data.make_dataset` is shuffled from the run's
             seed, so a resumed run sees the batches an uninterrupted one would have.
@@ -65,8 +70,10 @@ class Controller:
         out_dir: where grids, metrics, checkpoints and the final models are written.
         seed: seeds weights, noise, data order and the fixed noise; None takes the seed of
             the run being resumed, or draws one and logs it.
-        precision: "float32", "mixed_bfloat16" or "mixed_float16"; None picks one for this
-            machine (devices.check_precision).
+        precision: "float32", "mixed_bfloat16" or "mixed_float16"; None measures which is
+            fastest here (precision_probe.py) for the project's models of `latent_dim`.
+        latent_dim: the noise size, for the precision probe.
+        remeasure_precision: measure the precision even if it was measured here before.
         strategy: a `tf.distribute.Strategy`; None trains on one device.
         fresh: delete this project's earlier results in `out_dir` and start over.
         max_minutes: stop cleanly, saving everything, after this many minutes of training.
@@ -81,8 +88,9 @@ class Controller:
         ValueError: bad arguments or a dataset training cannot use (data.check_training_dataset).
     """
 
-    def __init__(self, dataset, epochs, *, out_dir=storage.OUT_DIR, seed=None, precision=None, strategy=None,
-                 fresh=False, max_minutes=None, checkpoint_every_minutes=CHECKPOINT_EVERY_MINUTES,
+    def __init__(self, step_function, dataset, epochs, *, out_dir=storage.OUT_DIR, seed=None, precision=None,
+                 latent_dim=models.LATENT_DIM, remeasure_precision=False, strategy=None, fresh=False,
+                 max_minutes=None, checkpoint_every_minutes=CHECKPOINT_EVERY_MINUTES,
                  checkpoint_every_steps=0, evaluator=None, evaluate_every=0,
                  evaluation_samples=EVALUATION_SAMPLES, verbose=1):
         if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or not 1 <= epochs <= MAX_EPOCHS:
@@ -92,7 +100,6 @@ class Controller:
         self.steps_per_epoch, self.batch_size = data.check_training_dataset(dataset)
         self.strategy = strategy or tf.distribute.get_strategy()
         devices.check_batches_fit_replicas(self.strategy, dataset, self.steps_per_epoch)
-        self.precision = devices.check_precision(precision)
         self.out_dir = storage.prepare_out_dir(out_dir)
         self.total_epochs = int(epochs)
         self.fresh = fresh
@@ -102,6 +109,13 @@ class Controller:
         self.verbose = verbose
         self.log = print if verbose else (lambda *args, **kwargs: None)
         self.is_chief = devices.is_chief(self.strategy)
+        # Before the run seeds and builds anything: the probe draws on Keras' random state.
+        self.precision_choice = precision_probe.decide(precision, step_function, self.batch_size, latent_dim,
+                                                       remeasure_precision, log=self.log if self.is_chief else None)
+        # Every worker computes in the chief's precision.
+        self.precision = devices.PRECISIONS[devices.from_chief(
+            self.strategy, devices.PRECISIONS.index(self.precision_choice.precision))]
+        self.step = devices.distribute_step(self.strategy, step_function)
         # Every worker takes part in saving (a collective operation), but only the chief's
         # copy lands in the checkpoint directory; the others keep theirs apart.
         checkpoint_dir = (storage.CHECKPOINT_DIR if self.is_chief
@@ -109,7 +123,7 @@ class Controller:
         self.checkpoint_dir = os.path.join(self.out_dir, checkpoint_dir)
 
         stored_seed = None if fresh else checkpoints.stored_seed(self.checkpoint_dir)
-        self.seed = devices.agree_on_seed(self.strategy, cli.choose_seed(seed, stored_seed, log=self.log))
+        self.seed = devices.from_chief(self.strategy, cli.choose_seed(seed, stored_seed, log=self.log))
         # The data order is the run's: shuffled from its seed, as in a new process.
         tf.random.set_seed(None)
         reshuffled = data.reshuffled(dataset, self.seed)
@@ -165,6 +179,7 @@ class Controller:
         current = {
             "batch_size": self.batch_size, "steps_per_epoch": self.steps_per_epoch,
             "latent_dim": int(generator.input_shape[-1]), "seed": self.seed, "precision": self.precision,
+            "precision_choice": self.precision_choice.describe(),
             "replicas": int(self.strategy.num_replicas_in_sync), "tensorflow": tf.__version__,
             "generator_learning_rate": float(f"{learning_rates[0]:.6g}"),
             "discriminator_learning_rate": float(f"{learning_rates[1]:.6g}"),
@@ -194,10 +209,9 @@ class Controller:
         # uninterrupted run would have seen.
         batches = self.dataset.repeat().skip(self.start_epoch * self.steps_per_epoch + start_step)
         self._batch_iterator = iter(devices.distribute_batches(self.strategy, batches))
-
-    def distribute(self, step_function):
-        """Returns `step_function` run on every replica, traced once (devices.distribute_step)."""
-        return devices.distribute_step(self.strategy, step_function)
+        # TensorBoard's logs, the chief's like every result file; end_epoch writes them.
+        self._summaries = (summaries.EpochSummaries(os.path.join(self.out_dir, storage.TENSORBOARD_DIR))
+                           if self.is_chief else None)
 
     @contextlib.contextmanager
     def catching_stop_signals(self):
@@ -273,7 +287,8 @@ class Controller:
                 self.out_dir, storage.GRID_PATTERN.format(epoch=self.epoch)))
 
     def end_epoch(self, generator):
-        """Writes the epoch's metrics row (with FID when due), saves a checkpoint, logs a line."""
+        """Writes the epoch's metrics row (with FID when due), saves a checkpoint, then the
+        epoch's TensorBoard summaries and the loss plot and GIF of the run so far; logs a line."""
         steps_done = self.checkpoints.position()[1]
         row = run_history.epoch_row(self.epoch, steps_done, self.checkpoints.totals())
         if (self.evaluator is not None and self.evaluate_every and not self._stopped_early
@@ -289,6 +304,18 @@ class Controller:
         if self.is_chief:
             run_history.write(self.out_dir, self.history)
         self._save_checkpoint()
+        if self.is_chief:
+            has_grid = self.epoch in display.saved_epochs(self.out_dir)
+            # TensorBoard gets an epoch only once the checkpoint marks it done: an epoch that
+            # a resumed run trains again was never logged, so no step is logged twice.
+            if not self._stopped_early:
+                grid = np.asarray(display.display_image(self.epoch, self.out_dir)) if has_grid else None
+                self._summaries.write(row, grid)
+            # The pictures of the run so far, after every epoch, so that an interrupted run
+            # has them too. The GIF is rebuilt from all grids: about 0.6 s at 100 epochs.
+            display.plot_history(self.history, os.path.join(self.out_dir, storage.LOSS_PLOT))
+            if has_grid:
+                display.make_gif(self.out_dir)
         self.log(run_history.format_row(row, self.total_epochs)
                  + ("  (time budget reached mid-epoch)" if self._stopped_early else ""), flush=True)
         warning = run_history.collapse_warning(self.history)
@@ -297,11 +324,15 @@ class Controller:
             self._warned_collapse = True
 
     def finish(self, generator, discriminator):
-        """Exports the models as `.keras` files, the progress GIF and the loss plot (the chief only).
+        """Exports the models as `.keras` files, the progress GIF and the loss plot (the chief
+        only), and closes the TensorBoard logs. The GIF and the plot are written after every
+        epoch too; here they are also made for a run that had no epoch left to train.
 
         Returns:
             The history: one dict per epoch in `out_dir`, earlier runs included.
         """
+        if self._summaries is not None:
+            self._summaries.close()
         if self.is_chief:
             self._export_models(generator, discriminator)
             if display.saved_epochs(self.out_dir):

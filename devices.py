@@ -1,9 +1,9 @@
 """Which numbers and which devices training runs on: precision, distribution, threads.
 
 Precision. "mixed_bfloat16" computes in bfloat16 and keeps variables, losses and the
-optimizer state in float32. On CPUs with native bfloat16 instructions (AVX512_BF16 or AMX)
-it is the fastest choice; "mixed_float16" is the fast choice on GPUs (with loss scaling,
-because float16 underflows); "float32" is the safe choice everywhere else.
+optimizer state in float32; "mixed_float16" does the same in float16, with loss scaling
+because float16 underflows; "float32" computes in float32. Which is fastest is measured,
+not guessed (precision_probe.py); this module says which ones a device computes natively.
 
 Distribution. "default" trains on one device. "mirrored" copies the models onto every
 local GPU (`tf.distribute.MirroredStrategy`) and splits each batch between them;
@@ -14,7 +14,7 @@ Everything that differs between one device and several lives here, so that the t
 loop reads the same for both: which worker writes the results (`is_chief`), the noise of
 each replica (`sample_noise`), running a step on every replica (`distribute_step`,
 `distribute_batches`), and the decisions all workers must take alike (`agree`,
-`agree_on_seed`).
+`from_chief`).
 """
 
 import contextlib
@@ -28,7 +28,11 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 def cpu_supports_bfloat16():
-    """Returns True when this CPU has native bfloat16 arithmetic (AVX512_BF16 or AMX-BF16)."""
+    """Returns True when this CPU has bfloat16 instructions (AVX512_BF16 or AMX-BF16).
+
+    That says bfloat16 is computed natively, not that it is faster than float32: on some
+    CPUs with these flags it is slower. precision_probe.py measures which is faster.
+    """
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             flags = cpuinfo.read()
@@ -37,23 +41,58 @@ def cpu_supports_bfloat16():
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def default_precision():
-    """Returns the fastest precision that keeps image quality on this machine's devices."""
-    if tf.config.list_physical_devices("GPU"):
-        return "mixed_float16"
-    if cpu_supports_bfloat16():
-        return "mixed_bfloat16"
-    return "float32"
+def _gpu_compute_capability():
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return details.get("compute_capability", (0, 0))
+
+
+def native_precisions():
+    """Returns the precisions this machine's training device computes natively, float32 first.
+
+    GPU: float32, mixed_float16, and mixed_bfloat16 from compute capability 8.0 (Ampere) on.
+    CPU: float32, and mixed_bfloat16 where the CPU has bfloat16 instructions.
+    """
+    capability = _gpu_compute_capability()
+    if capability is not None:
+        return ("float32", "mixed_float16") + (("mixed_bfloat16",) if tuple(capability) >= (8, 0) else ())
+    return ("float32", "mixed_bfloat16") if cpu_supports_bfloat16() else ("float32",)
+
+
+def emulation_warning(precision):
+    """Returns a one-line warning when `precision` is only emulated here (slow), else None."""
+    if precision in native_precisions():
+        return None
+    device = "this GPU" if _gpu_compute_capability() is not None else "this CPU"
+    return (f"{device} has no {precision.replace('mixed_', '')} arithmetic of its own: --precision {precision} "
+            "is emulated and will be slow; leave --precision out to use the fastest one")
+
+
+def device_name():
+    """Returns the training device's model name, e.g. "NVIDIA A100" or "AMD EPYC (2 cores)"."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    name = "CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
 
 
 def check_precision(precision):
-    """Returns `precision`, or `default_precision()` for None.
+    """Returns `precision` if it is one of PRECISIONS.
 
     Raises:
-        ValueError: not one of PRECISIONS.
+        ValueError: it is not.
     """
-    if precision is None:
-        return default_precision()
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return precision
@@ -233,13 +272,13 @@ def agree(strategy, values):
     return [int(value) for value in maximum.numpy()]
 
 
-def agree_on_seed(strategy, seed):
-    """Returns the chief's `seed` on every worker (`seed` itself on one device).
+def from_chief(strategy, value):
+    """Returns the chief's whole number `value` on every worker (`value` itself on one device).
 
-    Every worker must shuffle alike, since each takes its share of every batch:
-    MultiWorkerMirroredStrategy starts a variable everywhere with the chief's value.
+    Every worker must shuffle alike and compute alike, since each takes its share of every
+    batch: MultiWorkerMirroredStrategy starts a variable everywhere with the chief's value.
     """
     if strategy.num_replicas_in_sync == 1:
-        return seed
+        return value
     with strategy.scope():
-        return int(tf.Variable(seed, dtype=tf.int64, trainable=False).numpy())
+        return int(tf.Variable(value, dtype=tf.int64, trainable=False).numpy())

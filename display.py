@@ -29,11 +29,22 @@ GIF_FRAME_SECONDS = 0.2  # per epoch frame; the last frame stays longer
 GIF_LAST_FRAME_SECONDS = 2.0
 
 
-def images_to_grid(images, columns=GRID_COLUMNS):
+def to_pixels(images):
+    """Maps images in [-1, 1], the range of the generator's tanh, to uint8 pixels in [0, 255].
+
+    Returns:
+        A uint8 array of the same shape; values outside [-1, 1] are clipped.
+    """
+    return np.clip((np.asarray(images, dtype=np.float32) + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
+
+
+def images_to_grid(images, columns=GRID_COLUMNS, scale=GRID_SCALE):
     """Tiles images in [-1, 1] into one uint8 picture.
 
     Args:
         images: array of shape (count, 28, 28, 1) or (count, 28, 28) with values in [-1, 1].
+        columns: images per row.
+        scale: nearest-neighbour upscaling of the whole picture.
 
     Returns:
         A uint8 array (height, width) with white padding between the samples.
@@ -43,14 +54,14 @@ def images_to_grid(images, columns=GRID_COLUMNS):
         images = images[..., 0]
     count, height, width = images.shape
     rows = -(-count // columns)
-    pixels = np.clip((images + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
+    pixels = to_pixels(images)
     grid = np.full((rows * (height + GRID_PADDING) + GRID_PADDING,
                     columns * (width + GRID_PADDING) + GRID_PADDING), 255, dtype=np.uint8)
     for index, image in enumerate(pixels):
         top = GRID_PADDING + (index // columns) * (height + GRID_PADDING)
         left = GRID_PADDING + (index % columns) * (width + GRID_PADDING)
         grid[top:top + height, left:left + width] = image
-    return np.kron(grid, np.ones((GRID_SCALE, GRID_SCALE), dtype=np.uint8))
+    return np.kron(grid, np.ones((scale, scale), dtype=np.uint8))
 
 
 def save_image_grid(images, path):
@@ -126,15 +137,32 @@ def make_gif(out_dir=OUT_DIR, gif_path=None):
         raise FileNotFoundError(f"no epoch grids in {out_dir} to build a GIF from")
     frames = np.stack([iio.imread(os.path.join(out_dir, storage.GRID_PATTERN.format(epoch=epoch)))
                        for epoch in epochs])
-    durations = [int(GIF_FRAME_SECONDS * 1000)] * len(frames)
-    durations[-1] = int(GIF_LAST_FRAME_SECONDS * 1000)
-    gif_path = gif_path or os.path.join(out_dir, storage.PROGRESS_GIF)
-    with storage.atomic_path(gif_path) as temporary_path:
+    return write_gif(frames, gif_path or os.path.join(out_dir, storage.PROGRESS_GIF),
+                     GIF_FRAME_SECONDS, GIF_LAST_FRAME_SECONDS)
+
+
+def write_gif(frames, path, frame_seconds=GIF_FRAME_SECONDS, last_frame_seconds=None):
+    """Writes uint8 pictures (count, height, width) as a GIF that repeats forever, atomically.
+
+    Args:
+        frame_seconds: how long each frame shows.
+        last_frame_seconds: how long the last one shows; None for as long as the others.
+
+    Returns:
+        `path`.
+
+    Raises:
+        StorageError: the file could not be written.
+    """
+    durations = [int(frame_seconds * 1000)] * len(frames)
+    if last_frame_seconds is not None:
+        durations[-1] = int(last_frame_seconds * 1000)
+    with storage.atomic_path(path) as temporary_path:
         # imageio's pillow plugin takes GIF frame durations in milliseconds; loop=0 repeats forever.
         # Pillow wants a single number, not a list, for a one-frame GIF.
-        iio.imwrite(temporary_path, frames, extension=".gif",
+        iio.imwrite(temporary_path, np.asarray(frames), extension=".gif",
                     duration=durations if len(frames) > 1 else durations[0], loop=0)
-    return gif_path
+    return path
 
 
 def plot_history(rows, path):

@@ -131,16 +131,60 @@ def generate_images(generator, num_samples=NUM_SAMPLES, seed=0, batch_size=BATCH
     Raises:
         ValueError: `generator` is not a generator, or it produced NaN or infinite values.
     """
+    return np.concatenate(list(generate_batches(generator, num_samples, seed, batch_size)))
+
+
+def generate_batches(generator, num_samples=NUM_SAMPLES, seed=0, batch_size=BATCH_SIZE):
+    """The images of `generate_images`, one batch at a time, so that memory holds one batch
+    whatever `num_samples` is.
+
+    The noise is drawn batch by batch from the same seeded generator, which gives the very
+    numbers that one draw of all of it would: the batches, put together, are
+    `generate_images(generator, num_samples, seed)`.
+
+    Returns:
+        An iterator of float32 numpy arrays of shape (batch, 28, 28, 1).
+
+    Raises:
+        ValueError: `generator` is not a generator (at once), or it produced NaN or
+            infinite values (when that batch is reached).
+    """
     latent_dim = check_generator(generator)
-    noise = np.random.default_rng(seed).standard_normal((num_samples, latent_dim), dtype=np.float32)
-    batches = []
-    for start in range(0, num_samples, batch_size):
-        # training=False: BatchNorm uses its moving statistics, so an image depends only
-        # on its own noise vector, not on the rest of the batch.
-        images = generator(noise[start:start + batch_size], training=False)
-        # A generator saved under mixed_bfloat16 may compute in bfloat16.
-        batches.append(tf.cast(images, tf.float32).numpy())
-    images = np.concatenate(batches)
+    random_numbers = np.random.default_rng(seed)
+
+    def batches():
+        for start in range(0, num_samples, batch_size):
+            count = min(batch_size, num_samples - start)
+            noise = random_numbers.standard_normal((count, latent_dim), dtype=np.float32)
+            yield _generate(generator, noise)
+
+    return batches()
+
+
+def images_from_noise(generator, noise, batch_size=BATCH_SIZE):
+    """Passes given noise vectors through the generator, `batch_size` at a time.
+
+    Returns:
+        A float32 numpy array of shape (len(noise), 28, 28, 1).
+
+    Raises:
+        ValueError: `generator` is not a generator, the noise is not of shape
+            (count, latent_dim), or the generator produced NaN or infinite values.
+    """
+    latent_dim = check_generator(generator)
+    noise = np.asarray(noise, dtype=np.float32)
+    if noise.ndim != 2 or noise.shape[1] != latent_dim or len(noise) == 0:
+        raise ValueError(f"expected noise of shape (count, {latent_dim}), got {noise.shape}")
+    return np.concatenate([_generate(generator, noise[start:start + batch_size])
+                           for start in range(0, len(noise), batch_size)])
+
+
+def _generate(generator, noise):
+    # training=False: BatchNorm uses its moving statistics, so an image depends only
+    # on its own noise vector, not on the rest of the batch.
+    images = generator(noise, training=False)
+    # A generator saved under mixed_bfloat16 may compute in bfloat16.
+    images = tf.cast(images, tf.float32).numpy()
     if not np.isfinite(images).all():
         raise ValueError("the generator produced NaN or infinite values")
     return images

@@ -21,6 +21,8 @@ import storage
 
 # Changing these changes what "step N of the epoch" means.
 STEP_DEFINING = ("batch_size", "steps_per_epoch")
+# Records, not settings: why the precision was chosen (its measured speeds vary).
+NOT_COMPARED = ("precision_choice",)
 
 
 def load(out_dir):
@@ -64,7 +66,7 @@ def compare(previous, current, epoch, step_in_epoch):
     if previous is None:
         return []
     changes = {name: (previous[name], value) for name, value in current.items()
-               if name in previous and previous[name] != value}
+               if name in previous and name not in NOT_COMPARED and previous[name] != value}
     step_changes = {name: change for name, change in changes.items() if name in STEP_DEFINING}
     if step_changes and step_in_epoch > 0:
         described = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in step_changes.items())

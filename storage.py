@@ -14,6 +14,8 @@ Layout of an output directory (default OUT_DIR):
     discriminator.keras
     run_settings.json             the settings of the run, compared when it is resumed
     checkpoints/                  tf.train.CheckpointManager: models, optimizers, counters
+    logs/                         TensorBoard event files: each epoch's metrics and grid
+    backup/                       fit.py only: keras.callbacks.BackupAndRestore's state
 """
 
 import contextlib
@@ -34,6 +36,8 @@ GENERATOR_FILE = "generator.keras"
 DISCRIMINATOR_FILE = "discriminator.keras"
 CHECKPOINT_DIR = "checkpoints"
 SETTINGS_FILE = "run_settings.json"
+TENSORBOARD_DIR = "logs"  # `tensorboard --logdir OUT_DIR/logs`
+BACKUP_DIR = "backup"  # fit.py's resume state, kept by keras.callbacks.BackupAndRestore
 WORKER_CHECKPOINT_PATTERN = ".worker_{worker}_checkpoints"  # a non-chief worker's copy
 WORKER_CHECKPOINT_GLOB = ".worker_*_checkpoints"
 
@@ -159,6 +163,7 @@ def remove_results(out_dir):
     for path in paths:
         if os.path.isfile(path):
             os.remove(path)
-    directories = [os.path.join(out_dir, CHECKPOINT_DIR)] + glob.glob(os.path.join(out_dir, WORKER_CHECKPOINT_GLOB))
+    directories = [os.path.join(out_dir, name) for name in (CHECKPOINT_DIR, TENSORBOARD_DIR)]
+    directories += glob.glob(os.path.join(out_dir, WORKER_CHECKPOINT_GLOB))
     for directory in directories:
         shutil.rmtree(directory, ignore_errors=True)

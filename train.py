@@ -120,8 +120,9 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
 
 
 def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generator_optimizer=None,
-          discriminator_optimizer=None, latent_dim=LATENT_DIM, label_smoothing=LABEL_SMOOTHING, seed=SEED,
-          precision=None, strategy=None, out_dir=OUT_DIR, verbose=1, **run_options):
+          discriminator_optimizer=None, latent_dim=LATENT_DIM, generator_learning_rate=GENERATOR_LEARNING_RATE,
+          discriminator_learning_rate=DISCRIMINATOR_LEARNING_RATE, beta_1=BETA_1, label_smoothing=LABEL_SMOOTHING,
+          seed=SEED, precision=None, strategy=None, out_dir=OUT_DIR, verbose=1, **run_options):
     """Trains a DCGAN on `dataset`, resuming from the checkpoint in `out_dir` if there is one.
 
     Epochs are numbered from 0: `train(dataset, 5)` after a finished 3-epoch run in the same
@@ -135,16 +136,19 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         generator, discriminator, generator_optimizer, discriminator_optimizer: None builds
             the defaults of models.py (in the run's precision, on its devices).
         latent_dim: noise size of a generator built here.
+        generator_learning_rate, discriminator_learning_rate, beta_1: Adam's settings for
+            optimizers built here.
         label_smoothing: one-sided label smoothing of D's real targets.
         seed: seeds weights, noise, data order and the fixed noise; None takes the seed of
             the run in `out_dir`, or draws one and logs it.
-        precision: "float32", "mixed_bfloat16" or "mixed_float16"; None picks one.
+        precision: "float32", "mixed_bfloat16" or "mixed_float16"; None measures which one
+            is fastest on this machine (precision_probe.py) and remembers it.
         strategy: a `tf.distribute.Strategy`; None trains on one device.
         out_dir: where grids, metrics, checkpoints and the final models are written.
         verbose: 0 silent, 1 progress bar and a line per epoch, 2 the line only.
         **run_options: the run's bookkeeping, see `controller.Controller`: fresh,
             max_minutes, checkpoint_every_minutes, checkpoint_every_steps, evaluator,
-            evaluate_every, evaluation_samples.
+            evaluate_every, evaluation_samples, remeasure_precision.
 
     Returns:
         The history: one dict per epoch (earlier runs in `out_dir` included), with the
@@ -157,8 +161,8 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         controller.TrainingDiverged: a loss became NaN or infinite.
         storage.StorageError: a result could not be written (the disk is full, say).
     """
-    run = controller.Controller(dataset, epochs, out_dir=out_dir, seed=seed, precision=precision,
-                                strategy=strategy, verbose=verbose, **run_options)
+    run = controller.Controller(train_step, dataset, epochs, out_dir=out_dir, seed=seed, precision=precision,
+                                latent_dim=latent_dim, strategy=strategy, verbose=verbose, **run_options)
     with run.scope():  # the run's devices and precision; weights drawn from its seed
         if generator is None:
             generator = models.make_generator_model(latent_dim)
@@ -166,16 +170,16 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
             discriminator = models.make_discriminator_model()
         if generator_optimizer is None or discriminator_optimizer is None:
             generator_optimizer, discriminator_optimizer = models.make_optimizers(
+                generator_learning_rate, discriminator_learning_rate, beta_1,
                 loss_scaling=(run.precision == "mixed_float16"))
     run.start(generator, discriminator, generator_optimizer, discriminator_optimizer,
               NUM_EXAMPLES_TO_GENERATE, label_smoothing=label_smoothing)  # restores the newest checkpoint
-    step = run.distribute(train_step)  # train_step on one device, or split over several
-
     with run.catching_stop_signals():  # Ctrl-C: save a checkpoint after this step, then stop
         for epoch in run.epochs():
             for real_images in run.batches():
-                results = step(real_images, generator, discriminator, generator_optimizer,
-                               discriminator_optimizer, run.noise_seed, label_smoothing)
+                # train_step on this batch: on one device, or split over several.
+                results = run.step(real_images, generator, discriminator, generator_optimizer,
+                                   discriminator_optimizer, run.noise_seed, label_smoothing)
                 run.record(results)  # the epoch's sums; stops on NaN, a signal or the time budget
             # After each epoch: G's images of the same fixed noise, so the grids show it learn;
             # then the metrics row (and FID when due), a checkpoint and one log line.
@@ -218,7 +222,8 @@ def make_argument_parser():
     add("--fresh", action="store_true", help="delete earlier results in --out-dir and start over")
     add("--max-minutes", type=cli.positive_float, default=None, help="stop cleanly after this many minutes of training")
     add("--precision", choices=devices.PRECISIONS, default=None,
-        help="none: mixed_bfloat16 on CPUs with bfloat16 instructions, mixed_float16 on GPUs, else float32")
+        help="none: the fastest on this machine, measured once and remembered")
+    add("--remeasure-precision", action="store_true", help="measure the fastest precision again")
     add("--strategy", choices=devices.STRATEGIES, default="default",
         help="mirrored: all local GPUs; multiworker: several machines via TF_CONFIG")
     add("--g-learning-rate", type=cli.positive_float, default=GENERATOR_LEARNING_RATE, help="G's Adam learning rate")
@@ -254,17 +259,14 @@ def main(argv=None):
             import evaluate  # only when asked for: it loads the classifier and the test images
 
             evaluator = evaluate.Evaluator(data_dir=args.data_dir)
-        with strategy.scope():
-            generator_optimizer, discriminator_optimizer = models.make_optimizers(
-                args.g_learning_rate, args.d_learning_rate, args.beta_1,
-                loss_scaling=(devices.check_precision(args.precision) == "mixed_float16"))
-        train(dataset, args.epochs, generator_optimizer=generator_optimizer,
-              discriminator_optimizer=discriminator_optimizer, latent_dim=args.latent_dim,
+        train(dataset, args.epochs, latent_dim=args.latent_dim, generator_learning_rate=args.g_learning_rate,
+              discriminator_learning_rate=args.d_learning_rate, beta_1=args.beta_1,
               label_smoothing=args.label_smoothing, seed=args.seed, precision=args.precision, strategy=strategy,
               out_dir=args.out_dir, verbose=2 if args.quiet else 1, fresh=args.fresh, max_minutes=args.max_minutes,
               checkpoint_every_minutes=args.checkpoint_every_minutes,
               checkpoint_every_steps=args.checkpoint_every_steps, evaluator=evaluator,
-              evaluate_every=args.eval_every, evaluation_samples=args.eval_samples)
+              evaluate_every=args.eval_every, evaluation_samples=args.eval_samples,
+              remeasure_precision=args.remeasure_precision)
     except (ValueError, FileNotFoundError, stopping.TrainingInterrupted, controller.TrainingDiverged,
             storage.StorageError) as error:
         return cli.report("train.py", error)

@@ -1,23 +1,28 @@
 """Training throughput of the project against the TensorFlow DCGAN tutorial, on this machine.
 
-    python benchmarks/throughput.py --quick   # about a minute
-    python benchmarks/throughput.py           # a few minutes, tighter medians
+    python benchmarks/throughput.py --quick   # about two minutes
+    python benchmarks/throughput.py           # several minutes, tighter medians
 
-Three configurations are built in one process and timed in alternation (a block of steps
-of each in turn, repeated), so that a slow spell of a shared machine hits all three alike:
+The configurations are built in one process and timed in alternation (a block of steps
+of each in turn, repeated), so that a slow spell of a shared machine hits all alike:
 
   (a) tutorial: the tutorial's models and its train step, float32 and batch 256, as published.
+  Then, in every precision this machine computes natively (precision_probe.py):
+  (a) tutorial step: the tutorial's models, optimizers, step and batch, in that precision.
   (b) project step: the same tutorial models and optimizers (Adam 1e-4) and batch 256, but
-      trained by the project's `train.train_step` under the project's default precision
-      (`devices.default_precision()`); only the step and the precision differ from (a).
-  (c) project: the project's default models, optimizers, precision and batch size.
+      trained by the project's `train.train_step`; only the step differs from (a) in the
+      same precision.
+  (c) project: the project's default models, optimizers and batch size.
 
 Every configuration reads real Fashion-MNIST batches from its own `tf.data` pipeline
 (`data.make_dataset` over the first NUM_IMAGES training images, repeated), as training does.
 
 The report gives images per second (median over rounds), an estimate of the arithmetic
 rate achieved against a measured matrix-multiplication roof, and the process's peak
-memory. The last line is `speedup_vs_tutorial R`, the ratio (b)/(a).
+memory, with each configuration's rate against (a) as published ("vs (a)") and against
+the tutorial's step in the same precision ("vs (a)p"); then the precision the project chooses here (measured by its probe, as
+`python train.py` does) against the fastest (c). The last line is
+`speedup_vs_tutorial R`: (b) in the precision the project chooses, over (a) as published.
 """
 
 import os
@@ -130,8 +135,8 @@ def peak_memory_mib():
     return peak / 1024 if sys.platform != "darwin" else peak / 2**20
 
 
-def build_configurations(images, data_module):
-    """Builds the three configurations of the module docstring.
+def build_configurations(images, data_module, precisions):
+    """Builds the configurations of the module docstring, (b) and (c) in each of `precisions`.
 
     Returns:
         A list of dicts with "name", "batch_size", "precision", "flops_per_image", "run"
@@ -142,42 +147,39 @@ def build_configurations(images, data_module):
     import train
     import tutorial
 
-    precision = devices.default_precision()
-
     def pipeline(batch_size):
         return iter(data_module.make_dataset(images, batch_size, seed=0).repeat())
 
-    configurations = []
+    def tutorial_configuration(name, precision):
+        with devices.dtype_policy(precision):
+            generator = tutorial.make_tutorial_generator_model()
+            discriminator = tutorial.make_tutorial_discriminator_model()
+        generator_optimizer, discriminator_optimizer = tutorial.make_tutorial_optimizers()
+        step = tutorial.make_tutorial_train_step(generator, discriminator, generator_optimizer,
+                                                 discriminator_optimizer)
+        batches = pipeline(tutorial.BATCH_SIZE)
+        return dict(name=name, batch_size=tutorial.BATCH_SIZE, precision=precision,
+                    flops_per_image=training_flops_per_image(generator, discriminator),
+                    run=lambda: step(next(batches)), wait=lambda: generator_optimizer.iterations.numpy())
 
-    # (a) The tutorial as published: float32, its step, batch 256.
-    with devices.dtype_policy("float32"):
-        generator = tutorial.make_tutorial_generator_model()
-        discriminator = tutorial.make_tutorial_discriminator_model()
-    generator_optimizer, discriminator_optimizer = tutorial.make_tutorial_optimizers()
-    tutorial_step = tutorial.make_tutorial_train_step(generator, discriminator, generator_optimizer,
-                                                      discriminator_optimizer)
-    batches = pipeline(tutorial.BATCH_SIZE)
-    configurations.append(dict(
-        name="(a) tutorial", batch_size=tutorial.BATCH_SIZE, precision="float32",
-        flops_per_image=training_flops_per_image(generator, discriminator),
-        run=lambda batches=batches, step=tutorial_step: step(next(batches)),
-        wait=lambda optimizer=generator_optimizer: optimizer.iterations.numpy()))
-
-    # (b) The same models and optimizers, trained by the project's step and precision.
-    with devices.dtype_policy(precision):
-        generator = tutorial.make_tutorial_generator_model()
-        discriminator = tutorial.make_tutorial_discriminator_model()
-    configurations.append(_project_configuration(
-        "(b) project step, tutorial models", generator, discriminator, tutorial.make_tutorial_optimizers(),
-        tutorial.BATCH_SIZE, precision, pipeline, train))
-
-    # (c) Everything the project does by default.
-    with devices.dtype_policy(precision):
-        generator = models.make_generator_model()
-        discriminator = models.make_discriminator_model()
-    configurations.append(_project_configuration(
-        "(c) project", generator, discriminator, models.make_optimizers(loss_scaling=(precision == "mixed_float16")),
-        train.BATCH_SIZE, precision, pipeline, train))
+    configurations = [tutorial_configuration("(a) tutorial as published", "float32")]
+    for precision in precisions:
+        if precision != "float32":
+            configurations.append(tutorial_configuration("(a) tutorial step", precision))
+        # The same models and optimizers as (a), trained by the project's step.
+        with devices.dtype_policy(precision):
+            generator = tutorial.make_tutorial_generator_model()
+            discriminator = tutorial.make_tutorial_discriminator_model()
+        configurations.append(_project_configuration(
+            "(b) project step, tutorial models", generator, discriminator, tutorial.make_tutorial_optimizers(),
+            tutorial.BATCH_SIZE, precision, pipeline, train))
+        # Everything the project does by default.
+        with devices.dtype_policy(precision):
+            generator = models.make_generator_model()
+            discriminator = models.make_discriminator_model()
+        configurations.append(_project_configuration(
+            "(c) project", generator, discriminator, models.make_optimizers(loss_scaling=(precision == "mixed_float16")),
+            train.BATCH_SIZE, precision, pipeline, train))
     return configurations
 
 
@@ -234,10 +236,13 @@ def main(argv=None):
 
     import data
     import devices
+    import precision_probe
+    import train
 
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s), bfloat16 instructions: "
+    precisions = devices.native_precisions()
+    print(f"TensorFlow {tf.__version__}, {devices.device_name()}, bfloat16 instructions: "
           f"{devices.cpu_supports_bfloat16()}, GPUs: {len(tf.config.list_physical_devices('GPU'))}, "
-          f"default precision: {devices.default_precision()}", flush=True)
+          f"native precisions: {', '.join(precisions)}", flush=True)
     try:
         images, _ = data.load_fashion_mnist("train", args.data_dir)
     except (ValueError, FileNotFoundError) as error:
@@ -251,7 +256,11 @@ def main(argv=None):
     print(f"Matmul roof ({MATMUL_SIZE}x{MATMUL_SIZE}): float32 {roofs['float32']:.0f} GFLOP/s, "
           f"bfloat16 {roofs['bfloat16']:.0f} GFLOP/s", flush=True)
 
-    configurations = build_configurations(images, data)
+    # What `python train.py` would choose here, measured afresh by its own probe.
+    choice = precision_probe.decide(None, train.train_step, train.BATCH_SIZE, remeasure=True, log=None)
+    print(f"The project's probe: {choice.describe()}", flush=True)
+
+    configurations = build_configurations(images, data, precisions)
     for configuration in configurations:
         # Warm up each configuration in turn: trace, optimize, then time one step to size
         # its blocks so that every configuration runs about seconds_per_block per round.
@@ -279,25 +288,36 @@ def main(argv=None):
 
     print()
     print(f"{'configuration':36} {'precision':15} {'batch':>5} {'images/s':>9} {'range':>11} "
-          f"{'vs (a)':>6} {'GFLOP/s':>8} {'% roof':>6} {'+peak MiB':>9}")
+          f"{'vs (a)':>6} {'vs (a)p':>7} {'GFLOP/s':>8} {'% roof':>6} {'+peak MiB':>9}")
     tutorial_rates = configurations[0]["rates"]
+    # Like with like: the tutorial's step in the same precision.
+    tutorial_by_precision = {c["precision"]: c for c in configurations if c["name"].startswith("(a)")}
     for configuration in configurations:
         rate = statistics.median(configuration["rates"])
         # The ratio is the median of the per-round ratios: a slow spell of the machine
         # slows both blocks of a round, so their ratio is steadier than the rates.
         ratio = statistics.median(r / t for r, t in zip(configuration["rates"], tutorial_rates))
         configuration["ratio"] = ratio
+        same_precision_rates = tutorial_by_precision[configuration["precision"]]["rates"]
+        like_ratio = statistics.median(r / t for r, t in zip(configuration["rates"], same_precision_rates))
         gigaflops = rate * configuration["flops_per_image"] / 1e9
         roof = roofs["float32" if configuration["precision"] == "float32" else "bfloat16"]
         value_range = f"{min(configuration['rates']):.0f}-{max(configuration['rates']):.0f}"
         print(f"{configuration['name']:36} {configuration['precision']:15} {configuration['batch_size']:>5} "
-              f"{rate:>9.0f} {value_range:>11} {ratio:>6.2f} {gigaflops:>8.0f} "
+              f"{rate:>9.0f} {value_range:>11} {ratio:>6.2f} {like_ratio:>7.2f} {gigaflops:>8.0f} "
               f"{100 * gigaflops / roof:>5.0f}% {configuration['memory_growth']:>9.0f}")
     print(f"FLOPs per training image (estimate, 6 x (G + 2 D) multiply-adds): "
           + ", ".join(f"{c['name'][:3]} {c['flops_per_image'] / 1e6:.0f} M" for c in configurations))
     print(f"Peak memory of the process (ru_maxrss): {peak_memory_mib():.0f} MiB; "
           "+peak MiB is the growth while a configuration warmed up")
-    print(f"speedup_vs_tutorial {configurations[1]['ratio']:.2f}")
+    project = {c["precision"]: c for c in configurations if c["name"].startswith("(c)")}
+    fastest = max(project.values(), key=lambda c: statistics.median(c["rates"]))
+    chosen_ratio = statistics.median(r / f for r, f in zip(project[choice.precision]["rates"], fastest["rates"]))
+    print(f"The project chooses {choice.precision}; the fastest (c) here is {fastest['precision']}; "
+          f"the choice runs at {100 * chosen_ratio:.0f}% of the fastest")
+    project_step = [c for c in configurations
+                    if c["name"].startswith("(b)") and c["precision"] == choice.precision][0]
+    print(f"speedup_vs_tutorial {project_step['ratio']:.2f}")
     return 0
 
 

@@ -4,6 +4,7 @@ import gzip
 import os
 import struct
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,6 +14,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 # Quiet TensorFlow's C++ logging in the tests and in the processes they start.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Remember measured precisions in a directory of the test session's own, never in the
+# user's cache (the processes the tests start inherit it).
+os.environ["DCGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="dcgan-test-cache-")
 
 import data  # noqa: E402
 

@@ -1,0 +1,124 @@
+"""The precision is measured, not guessed: the choice, its cache, and that the probe leaves
+the run alone. The measurement is injected where a test needs a machine of another kind."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import data
+import devices
+import precision_probe
+import run_settings
+import train
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    directory = tmp_path / "cache"
+    monkeypatch.setenv(precision_probe.CACHE_DIR_VARIABLE, str(directory))
+    return directory
+
+
+@pytest.fixture
+def bfloat16_cpu(monkeypatch):
+    """A CPU with bfloat16 instructions, whatever this one has."""
+    monkeypatch.setattr(devices, "native_precisions", lambda: ("float32", "mixed_bfloat16"))
+
+
+def _fake_measurement(rates, calls):
+    def measure(candidates, step_function, batch_size, latent_dim):
+        calls.append((tuple(candidates), batch_size, latent_dim))
+        return {name: rates[name] for name in candidates}
+    return measure
+
+
+@pytest.mark.parametrize("rates, expected", [
+    ({"float32": 900.0, "mixed_bfloat16": 640.0}, "float32"),  # an Intel Xeon with avx512_bf16, no AMX
+    ({"float32": 900.0, "mixed_bfloat16": 3600.0}, "mixed_bfloat16"),  # a Xeon with AMX
+])
+def test_the_fastest_measured_precision_is_chosen_and_logged(rates, expected, cache_dir, bfloat16_cpu, capsys):
+    calls = []
+    choice = precision_probe.decide(None, train.train_step, 64, measure_function=_fake_measurement(rates, calls))
+    assert choice.precision == expected and calls == [(("float32", "mixed_bfloat16"), 64, train.LATENT_DIM)]
+    assert capsys.readouterr().out.strip() == (
+        f"precision {expected} (measured: float32 900 img/s, mixed_bfloat16 {rates['mixed_bfloat16']:.0f} img/s)")
+
+
+def test_the_answer_is_remembered_per_batch_size_and_measured_again_on_request(cache_dir, bfloat16_cpu):
+    calls = []
+    measure = _fake_measurement({"float32": 500.0, "mixed_bfloat16": 1000.0}, calls)
+    assert precision_probe.decide(None, train.train_step, 64, measure_function=measure, log=None).how == "measured"
+    remembered = precision_probe.decide(None, train.train_step, 64, measure_function=measure, log=None)
+    assert remembered.how == "remembered" and remembered.precision == "mixed_bfloat16"
+    assert remembered.images_per_second == {"float32": 500.0, "mixed_bfloat16": 1000.0}
+    assert len(calls) == 1
+    precision_probe.decide(None, train.train_step, 128, measure_function=measure, log=None)  # another batch size
+    precision_probe.decide(None, train.train_step, 64, remeasure=True, measure_function=measure, log=None)
+    assert [call[1] for call in calls] == [64, 128, 64]
+    assert len(json.loads((cache_dir / precision_probe.CACHE_FILE).read_text())) == 2
+
+
+def test_a_corrupt_cache_is_ignored_with_a_warning_and_replaced(cache_dir, bfloat16_cpu, capsys):
+    cache_dir.mkdir()
+    (cache_dir / precision_probe.CACHE_FILE).write_text("{not json")
+    calls = []
+    choice = precision_probe.decide(None, train.train_step, 64, log=None,
+                                    measure_function=_fake_measurement({"float32": 2.0, "mixed_bfloat16": 1.0}, calls))
+    assert choice.precision == "float32" and len(calls) == 1
+    assert "warning: ignoring the precision cache" in capsys.readouterr().err
+    assert json.loads((cache_dir / precision_probe.CACHE_FILE).read_text())  # rewritten, readable
+
+
+def test_an_unwritable_cache_is_not_fatal(tmp_path, monkeypatch, bfloat16_cpu, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv(precision_probe.CACHE_DIR_VARIABLE, str(blocker / "cache"))
+    choice = precision_probe.decide(None, train.train_step, 64, log=None,
+                                    measure_function=_fake_measurement({"float32": 1.0, "mixed_bfloat16": 2.0}, []))
+    assert choice.precision == "mixed_bfloat16"
+    assert "warning: could not remember the measured precision" in capsys.readouterr().err
+
+
+def test_one_native_precision_needs_no_measurement(cache_dir, monkeypatch):
+    monkeypatch.setattr(devices, "native_precisions", lambda: ("float32",))
+    choice = precision_probe.decide(None, train.train_step, 64, log=None,
+                                    measure_function=lambda *args: pytest.fail("measured"))
+    assert choice.precision == "float32" and choice.how == "only"
+
+
+def test_an_emulated_precision_is_honoured_with_a_warning(cache_dir, monkeypatch, capsys):
+    monkeypatch.setattr(devices, "native_precisions", lambda: ("float32",))
+    choice = precision_probe.decide("mixed_bfloat16", train.train_step, 64)
+    assert choice.precision == "mixed_bfloat16"
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "precision mixed_bfloat16 (as asked)"
+    warning = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(warning) == 1 and "emulated and will be slow" in warning[0]
+
+
+def test_an_unknown_precision_is_a_value_error():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision_probe.decide("float8", train.train_step, 64)
+
+
+def test_the_real_measurement_times_every_candidate_without_touching_the_runs_step(cache_dir):
+    traces = train.train_step.experimental_get_tracing_count()
+    rates = precision_probe.measure(devices.native_precisions(), train.train_step, 16, 8)
+    assert list(rates) == list(devices.native_precisions())
+    assert all(np.isfinite(rate) and rate > 0 for rate in rates.values())
+    assert train.train_step.experimental_get_tracing_count() == traces  # the probe traces its own copy
+
+
+def test_measuring_changes_nothing_in_the_training(tmp_path, cache_dir):
+    images = np.random.default_rng(2).integers(0, 256, (128, 28, 28), dtype=np.uint8)
+    histories = []
+    for name, remeasure in (("measured", True), ("remembered", False)):
+        out_dir = str(tmp_path / name)
+        histories.append(train.train(data.make_dataset(images, 32), 1, out_dir=out_dir, seed=5,
+                                     remeasure_precision=remeasure, verbose=0))
+        assert run_settings.load(out_dir)["precision_choice"].startswith("precision ")
+    for name in ("d_loss", "g_loss", "d_real", "d_fake"):
+        np.testing.assert_allclose(histories[0][0][name], histories[1][0][name], rtol=1e-5)
+    assert os.path.exists(cache_dir / precision_probe.CACHE_FILE) or len(devices.native_precisions()) == 1
