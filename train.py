@@ -45,7 +45,7 @@ import storage  # noqa: E402
 
 # ----------------------------------------------------------------------------------------
 # Hyperparameters: every flag of the command line defaults to one of these.
-EPOCHS = 20  # about 10 minutes on 2 CPU cores; clothes are recognisable after 2-3 epochs
+EPOCHS = 20  # 10-20 minutes on 2 CPU cores (README); clothes are recognisable after 2-3 epochs
 BATCH_SIZE = 64  # twice the updates of the paper's 128 at equal images/s: FID 70, not 102, at 5 minutes
 LATENT_DIM = models.LATENT_DIM  # 100, the DCGAN paper's noise size (defined in models.py)
 GENERATOR_LEARNING_RATE = models.GENERATOR_LEARNING_RATE  # 2e-4, the DCGAN paper's
