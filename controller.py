@@ -161,6 +161,7 @@ class Controller:
                                                        num_fixed_noise)
         self.noise_seed, self.fixed_noise = self.checkpoints.noise_seed, self.checkpoints.fixed_noise
         self._models = (generator, discriminator)
+        self._pictures_written = False  # end_epoch or finish brings the GIF and loss plot up to date
         if self.is_chief:
             storage.remove_partial_files(self.out_dir)
             if self.fresh:
@@ -226,6 +227,7 @@ class Controller:
         budget is spent."""
         self._stopped_early = False
         self._warned_collapse = False
+        self._grid = None  # the current epoch's grid, once save_grid made it
         for epoch in range(self.start_epoch, self.total_epochs):
             self.epoch = epoch
             self._progress_bar = None
@@ -281,10 +283,11 @@ class Controller:
             self._save_checkpoint()
 
     def save_grid(self, images):
-        """Saves the epoch's grid of generated images in [-1, 1] (the chief only)."""
+        """Saves the epoch's grid of generated images in [-1, 1] (the chief only); end_epoch
+        also shows it in TensorBoard."""
         if self.is_chief:
-            display.save_image_grid(np.asarray(images), os.path.join(
-                self.out_dir, storage.GRID_PATTERN.format(epoch=self.epoch)))
+            self._grid = display.images_to_grid(np.asarray(images))
+            display.save_picture(self._grid, os.path.join(self.out_dir, storage.GRID_PATTERN.format(epoch=self.epoch)))
 
     def end_epoch(self, generator):
         """Writes the epoch's metrics row (with FID when due), saves a checkpoint, then the
@@ -305,17 +308,14 @@ class Controller:
             run_history.write(self.out_dir, self.history)
         self._save_checkpoint()
         if self.is_chief:
-            has_grid = self.epoch in display.saved_epochs(self.out_dir)
             # TensorBoard gets an epoch only once the checkpoint marks it done: an epoch that
             # a resumed run trains again was never logged, so no step is logged twice.
             if not self._stopped_early:
-                grid = np.asarray(display.display_image(self.epoch, self.out_dir)) if has_grid else None
-                self._summaries.write(row, grid)
+                self._summaries.write(row, self._grid)
             # The pictures of the run so far, after every epoch, so that an interrupted run
             # has them too. The GIF is rebuilt from all grids: about 0.6 s at 100 epochs.
-            display.plot_history(self.history, os.path.join(self.out_dir, storage.LOSS_PLOT))
-            if has_grid:
-                display.make_gif(self.out_dir)
+            self._write_pictures()
+        self._grid = None
         self.log(run_history.format_row(row, self.total_epochs)
                  + ("  (time budget reached mid-epoch)" if self._stopped_early else ""), flush=True)
         warning = run_history.collapse_warning(self.history)
@@ -335,13 +335,18 @@ class Controller:
             self._summaries.close()
         if self.is_chief:
             self._export_models(generator, discriminator)
-            if display.saved_epochs(self.out_dir):
-                display.make_gif(self.out_dir)
-            if self.history:
-                display.plot_history(self.history, os.path.join(self.out_dir, storage.LOSS_PLOT))
+            if not self._pictures_written:
+                self._write_pictures()
             self.log(f"Saved {storage.GENERATOR_FILE}, {storage.DISCRIMINATOR_FILE}, {storage.PROGRESS_GIF} and "
                      f"{storage.LOSS_PLOT} in {self.out_dir}", flush=True)
         return self.history
+
+    def _write_pictures(self):
+        if display.saved_epochs(self.out_dir):
+            display.make_gif(self.out_dir)
+        if self.history:
+            display.plot_history(self.history, os.path.join(self.out_dir, storage.LOSS_PLOT))
+        self._pictures_written = True
 
     def _save_checkpoint(self):
         path = self.checkpoints.save()

@@ -64,11 +64,21 @@ def images_to_grid(images, columns=GRID_COLUMNS, scale=GRID_SCALE):
     return np.kron(grid, np.ones((scale, scale), dtype=np.uint8))
 
 
+def save_picture(picture, path):
+    """Saves a uint8 picture (height, width), such as `images_to_grid` makes, as a PNG,
+    atomically; returns the path.
+
+    Raises:
+        StorageError: the file could not be written.
+    """
+    with storage.atomic_path(path) as temporary_path:
+        iio.imwrite(temporary_path, picture)
+    return path
+
+
 def save_image_grid(images, path):
     """Saves images in [-1, 1] as one PNG grid, atomically; returns the path."""
-    with storage.atomic_path(path) as temporary_path:
-        iio.imwrite(temporary_path, images_to_grid(images))
-    return path
+    return save_picture(images_to_grid(images), path)
 
 
 def saved_epochs(out_dir=OUT_DIR):

@@ -28,7 +28,6 @@ if __name__ == "__main__":
 import math  # noqa: E402
 import sys  # noqa: E402
 
-import imageio.v3 as iio  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cli  # noqa: E402
@@ -105,10 +104,7 @@ def save_images(generator, num_images, out_dir=OUT_DIR, seed=0, batch_size=evalu
     paths = []
     for batch in batches:
         for pixels in display.to_pixels(batch[..., 0]):
-            path = os.path.join(out_dir, IMAGE_PATTERN.format(index=len(paths)))
-            with storage.atomic_path(path) as temporary_path:
-                iio.imwrite(temporary_path, pixels)
-            paths.append(path)
+            paths.append(display.save_picture(pixels, os.path.join(out_dir, IMAGE_PATTERN.format(index=len(paths)))))
     return paths
 
 
@@ -126,10 +122,8 @@ def save_grid(generator, num_images=NUM_IMAGES, out_dir=OUT_DIR, seed=0, batch_s
     _check_count("num_images of a grid", num_images, 1, MAX_GRID_IMAGES)
     images = evaluate.generate_images(generator, num_images, seed, batch_size)
     out_dir = storage.prepare_out_dir(out_dir)
-    path = os.path.join(out_dir, GRID_FILE)
-    with storage.atomic_path(path) as temporary_path:
-        iio.imwrite(temporary_path, display.images_to_grid(images, columns=math.ceil(math.sqrt(num_images))))
-    return path
+    return display.save_picture(display.images_to_grid(images, columns=math.ceil(math.sqrt(num_images))),
+                                os.path.join(out_dir, GRID_FILE))
 
 
 def save_npz(generator, num_images, out_dir=OUT_DIR, seed=0, batch_size=evaluate.BATCH_SIZE):
@@ -229,9 +223,7 @@ def save_latent_walk(generator, num_points, out_dir=OUT_DIR, steps=INTERPOLATION
     out_dir = storage.prepare_out_dir(out_dir)
     gif_frames = [display.images_to_grid(frame[np.newaxis], columns=1, scale=WALK_SCALE) for frame in frames]
     gif_path = display.write_gif(gif_frames, os.path.join(out_dir, WALK_GIF), WALK_FRAME_SECONDS)
-    strip_path = os.path.join(out_dir, WALK_STRIP)
-    with storage.atomic_path(strip_path) as temporary_path:
-        iio.imwrite(temporary_path, display.images_to_grid(frames, columns=steps))
+    strip_path = display.save_picture(display.images_to_grid(frames, columns=steps), os.path.join(out_dir, WALK_STRIP))
     return gif_path, strip_path
 
 
