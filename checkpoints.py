@@ -9,6 +9,8 @@ A checkpoint holds everything a run needs to continue exactly where it stopped:
     epoch_totals     sums over the current epoch so far: the four metrics, seconds, images
     noise_seed       the run's seed: with the optimizer's step counter it seeds each step's noise
     fixed_noise      the noise batch behind every epoch grid
+    averaged_generator, averaged_images   the average of G's weights and the images it
+                     has seen (averaging.py), when the run averages
 
 These names are the checkpoint's format: checkpoints written by earlier versions of the
 project use the same names and still resume.
@@ -59,7 +61,7 @@ class Checkpoints:
     """
 
     def __init__(self, directory, generator, discriminator, generator_optimizer, discriminator_optimizer,
-                 seed, num_fixed_noise):
+                 seed, num_fixed_noise, extra_objects=None):
         self.directory = directory
         latent_dim = generator.input_shape[-1]
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -69,10 +71,15 @@ class Checkpoints:
         self.noise_seed = tf.Variable(seed, dtype=tf.int64, trainable=False)
         self.fixed_noise = tf.Variable(
             tf.random.stateless_normal([num_fixed_noise, latent_dim], seed=[seed, -1]), trainable=False)
-        self.checkpoint = tf.train.Checkpoint(
-            generator=generator, discriminator=discriminator, generator_optimizer=generator_optimizer,
-            discriminator_optimizer=discriminator_optimizer, epoch=self.epoch, step_in_epoch=self.step_in_epoch,
-            epoch_totals=self.epoch_totals, noise_seed=self.noise_seed, fixed_noise=self.fixed_noise)
+        required = dict(generator=generator, discriminator=discriminator, generator_optimizer=generator_optimizer,
+                        discriminator_optimizer=discriminator_optimizer, epoch=self.epoch,
+                        step_in_epoch=self.step_in_epoch, epoch_totals=self.epoch_totals,
+                        noise_seed=self.noise_seed, fixed_noise=self.fixed_noise)
+        # Objects a run added later (the averaged generator): saved from now on, and
+        # restored when the checkpoint has them; `restore` says which were missing.
+        self.extra_objects = dict(extra_objects or {})
+        self.checkpoint = tf.train.Checkpoint(**required, **self.extra_objects)
+        self._required_checkpoint = tf.train.Checkpoint(**required)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=CHECKPOINTS_TO_KEEP)
 
     def position(self):
@@ -97,16 +104,22 @@ class Checkpoints:
         """Restores the newest readable checkpoint, falling back to older ones.
 
         Returns:
-            The path restored, or None when there is no checkpoint.
+            The path restored, or None when there is no checkpoint. `self.missing_extras`
+            then names the extra objects the checkpoint did not hold (they keep their
+            values).
 
         Raises:
             ValueError: a checkpoint exists but holds a different architecture.
             StorageError: checkpoints exist but none can be read.
         """
         candidates = list(reversed(self.manager.checkpoints))
+        self.missing_extras = []
         for path in candidates:
             try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
+                saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+                self.missing_extras = [name for name in self.extra_objects if name not in saved]
+                checkpoint = self._required_checkpoint if self.missing_extras else self.checkpoint
+                checkpoint.restore(path).assert_existing_objects_matched()
                 return path
             except (ValueError, AssertionError) as error:
                 raise ValueError(

@@ -50,6 +50,17 @@ def bounded_int(low, high):
     return parse
 
 
+def parsed_by(parse):
+    """Returns an argparse type calling `parse(text)`, its ValueError a one-line error."""
+    def argparse_type(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    argparse_type.__name__ = getattr(parse, "__name__", "value")
+    return argparse_type
+
+
 def _finite_number(text):
     try:
         value = float(text)

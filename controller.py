@@ -14,14 +14,17 @@ loss plot and the GIF; at the end, the `.keras` models.
     run = controller.Controller(train_step, dataset, epochs, out_dir="training_output")
     with run.scope():                                   # devices, precision, seeded weights
         generator, discriminator = ...
-    run.start(generator, discriminator, generator_optimizer, discriminator_optimizer)
+    run.start(generator, discriminator, generator_optimizer, discriminator_optimizer,
+              generator_average=generator_average)
     with run.catching_stop_signals():
         for epoch in run.epochs():
             for real_images in run.batches():
-                run.record(run.step(real_images, ...))
-            run.save_grid(generator(run.fixed_noise, training=False))
-            run.end_epoch(generator)
-    history = run.finish(generator, discriminator)
+                results = run.step(real_images, ...)
+                generator_average.update(results["images"])
+                run.record(results)
+            run.save_grid(generator_average.generator()(run.fixed_noise, training=False))
+            run.end_epoch(generator_average.generator())
+    history = run.finish(generator_average.generator(), discriminator)
 """
 
 import contextlib
@@ -137,13 +140,15 @@ class Controller:
             yield
 
     def start(self, generator, discriminator, generator_optimizer, discriminator_optimizer,
-              num_fixed_noise=64, **settings):
+              num_fixed_noise=64, generator_average=None, **settings):
         """Restores the newest checkpoint in `out_dir`, or begins a new run.
 
         Args:
             generator, discriminator, generator_optimizer, discriminator_optimizer: what
                 the checkpoint holds, built in `scope()`.
             num_fixed_noise: images in each epoch grid.
+            generator_average: an `averaging.GeneratorAverage` of G for the checkpoint to
+                hold too; a run that diverges exports its averaged generator.
             **settings: more settings of the run to record (such as label_smoothing).
 
         Raises:
@@ -156,11 +161,13 @@ class Controller:
             # restore them, and lets the step (a tf.function) run without creating variables.
             generator_optimizer.build(generator.trainable_variables)
             discriminator_optimizer.build(discriminator.trainable_variables)
-            self.checkpoints = checkpoints.Checkpoints(self.checkpoint_dir, generator, discriminator,
-                                                       generator_optimizer, discriminator_optimizer, self.seed,
-                                                       num_fixed_noise)
+            self.checkpoints = checkpoints.Checkpoints(
+                self.checkpoint_dir, generator, discriminator, generator_optimizer, discriminator_optimizer,
+                self.seed, num_fixed_noise,
+                extra_objects=generator_average.checkpoint_objects() if generator_average is not None else None)
         self.noise_seed, self.fixed_noise = self.checkpoints.noise_seed, self.checkpoints.fixed_noise
         self._models = (generator, discriminator)
+        self._generator_average = generator_average
         self._pictures_written = False  # end_epoch or finish brings the GIF and loss plot up to date
         if self.is_chief:
             storage.remove_partial_files(self.out_dir)
@@ -173,6 +180,10 @@ class Controller:
         if not self.fresh:
             self.checkpoints.check_latent_dim()
             restored = self.checkpoints.restore()
+            if restored and self.checkpoints.missing_extras:
+                # A checkpoint of an earlier version, or of a run without averaging.
+                generator_average.reset()
+                self.log(f"{restored} holds no averaged generator: the average starts from its G", flush=True)
         for optimizer, learning_rate in zip(optimizers, learning_rates):
             optimizer.learning_rate = learning_rate
         self.start_epoch, start_step = self.checkpoints.position()
@@ -205,6 +216,9 @@ class Controller:
             self.log(f"Training epochs {self.start_epoch}-{self.total_epochs - 1}: {self.steps_per_epoch} steps an "
                      f"epoch, precision {self.precision}, {self.strategy.num_replicas_in_sync} replica(s), "
                      f"seed {self.seed}", flush=True)
+            expected = self._expected_duration(start_step)
+            if expected:
+                self.log(expected, flush=True)
         # One iterator over all remaining epochs, fast-forwarded to where the checkpoint
         # stopped: with a dataset of data.make_dataset(), the very batches an
         # uninterrupted run would have seen.
@@ -341,6 +355,21 @@ class Controller:
                      f"{storage.LOSS_PLOT} in {self.out_dir}", flush=True)
         return self.history
 
+    def _expected_duration(self, start_step):
+        """Returns a line saying how long the training left should take, from the speed the
+        precision probe measured, or None when it measured none (a precision was given)."""
+        rate = self.precision_choice.images_per_second.get(self.precision)
+        if not rate:
+            return None
+        steps_left = (self.total_epochs - self.start_epoch) * self.steps_per_epoch - start_step
+        images_left = steps_left * self.batch_size
+        minutes = images_left / rate / 60
+        budget = self.options["max_minutes"]
+        limit = f", stopping at the --max-minutes budget of {budget:g}" if budget and budget < minutes else ""
+        duration = f"{minutes:.0f} minutes" if minutes >= 1 else f"{minutes * 60:.0f} seconds"
+        return (f"Expected: about {duration} of training for {images_left:,} images at the "
+                f"{rate:.0f} img/s measured for {self.precision}{limit} (a busy machine takes longer)")
+
     def _write_pictures(self):
         if display.saved_epochs(self.out_dir):
             display.make_gif(self.out_dir)
@@ -366,7 +395,10 @@ class Controller:
                                    f"was saved; existing files in {self.out_dir} are untouched; {advice}")
         restored = self.checkpoints.restore()
         if self.is_chief:
-            self._export_models(*self._models)
+            generator, discriminator = self._models
+            if self._generator_average is not None:
+                generator = self._generator_average.generator()
+            self._export_models(generator, discriminator)
         raise TrainingDiverged(f"losses became non-finite at {where} ({losses}); the last good checkpoint "
                                f"{restored} is kept and exported to {storage.GENERATOR_FILE} and "
                                f"{storage.DISCRIMINATOR_FILE}; {advice}")

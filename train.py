@@ -11,6 +11,9 @@ says "G lowers log(1 - D(G(z)))", but early on, when D rejects G's images with e
 has almost no gradient; raising log D(G(z)) has the same goal and a strong gradient.
 Both objectives are binary cross-entropies of D's logits (models.py).
 
+The images we look at come from an average of G's recent weights (averaging.py), which
+is steadier and better than G at any single step; training itself only ever uses G.
+
     python train.py                  # the defaults below; rerun the same command to resume
     python train.py --epochs 5 --max-images 2000 --out-dir smoke   # a quick look
 
@@ -35,6 +38,8 @@ import sys  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
+import augment  # noqa: E402
+import averaging  # noqa: E402
 import cli  # noqa: E402
 import controller  # noqa: E402
 import data  # noqa: E402
@@ -52,6 +57,9 @@ GENERATOR_LEARNING_RATE = models.GENERATOR_LEARNING_RATE  # 2e-4, the DCGAN pape
 DISCRIMINATOR_LEARNING_RATE = models.DISCRIMINATOR_LEARNING_RATE  # 2e-4, the DCGAN paper's
 BETA_1 = models.BETA_1  # 0.5, the DCGAN paper's: Adam's default 0.9 oscillates
 LABEL_SMOOTHING = models.LABEL_SMOOTHING  # 0: one-sided 0.1 gave the same FID after 5 minutes
+AUGMENTATIONS = ()  # none: DiffAugment (augment.py) is not yet measured to pay off in an hour
+EMA_HALF_LIFE_IMAGES = averaging.HALF_LIFE_IMAGES  # the shown G averages G's weights over about this many images
+EMA_WARMUP_FRACTION = averaging.WARMUP_FRACTION  # early on, over at most this fraction of the images seen
 SEED = None  # None draws a seed and logs it; pass one to repeat a run exactly
 NUM_EXAMPLES_TO_GENERATE = 64  # the fixed noise batch behind every epoch grid (8x8)
 OUT_DIR = storage.OUT_DIR  # "training_output" in the current directory
@@ -63,7 +71,7 @@ MAX_EPOCHS, MAX_BATCH_SIZE, MAX_LATENT_DIM = controller.MAX_EPOCHS, 65_536, 10_0
 
 @tf.function
 def train_step(real_images, generator, discriminator, generator_optimizer, discriminator_optimizer,
-               noise_seed, label_smoothing=LABEL_SMOOTHING):
+               noise_seed, label_smoothing=LABEL_SMOOTHING, augmentations=AUGMENTATIONS):
     """One update of D and one of G, both from the same forward pass.
 
     Args:
@@ -75,6 +83,7 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
         noise_seed: int64 scalar; with the optimizer's step counter it seeds this step's
             noise, so a resumed run draws exactly the noise an uninterrupted one would have.
         label_smoothing: one-sided label smoothing of D's real targets.
+        augmentations: names from augment.AUGMENTATIONS applied to every image D sees.
 
     Returns:
         A dict of float32 scalars: d_loss, g_loss, and d_real / d_fake, D's mean output
@@ -86,6 +95,15 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
     # Two tapes record one forward pass: G makes images, D scores real and generated ones.
     with tf.GradientTape() as generator_tape, tf.GradientTape() as discriminator_tape:
         fake_images = generator(noise, training=True)
+        if augmentations:
+            # D sees real and generated images alike through random, differentiable shifts
+            # and erasures, so it cannot just remember the training set (augment.py).
+            replica_seed = tf.random.experimental.stateless_fold_in(
+                step_seed, tf.distribute.get_replica_context().replica_id_in_sync_group)
+            real_images = augment.augment(real_images, augmentations,
+                                          tf.random.experimental.stateless_fold_in(replica_seed, 1))
+            fake_images = augment.augment(fake_images, augmentations,
+                                          tf.random.experimental.stateless_fold_in(replica_seed, 2))
         # Two D passes, not one over real and fake images together: on a CPU the single
         # larger pass measured about 10% slower (benchmarks/RESULTS.md).
         real_logits = discriminator(real_images, training=True)
@@ -122,7 +140,8 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
 def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generator_optimizer=None,
           discriminator_optimizer=None, latent_dim=LATENT_DIM, generator_learning_rate=GENERATOR_LEARNING_RATE,
           discriminator_learning_rate=DISCRIMINATOR_LEARNING_RATE, beta_1=BETA_1, label_smoothing=LABEL_SMOOTHING,
-          seed=SEED, precision=None, strategy=None, out_dir=OUT_DIR, verbose=1, **run_options):
+          augmentations=AUGMENTATIONS, ema_half_life_images=EMA_HALF_LIFE_IMAGES,
+          ema_warmup_fraction=EMA_WARMUP_FRACTION, seed=SEED, precision=None, strategy=None, out_dir=OUT_DIR, verbose=1, **run_options):
     """Trains a DCGAN on `dataset`, resuming from the checkpoint in `out_dir` if there is one.
 
     Epochs are numbered from 0: `train(dataset, 5)` after a finished 3-epoch run in the same
@@ -139,6 +158,10 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         generator_learning_rate, discriminator_learning_rate, beta_1: Adam's settings for
             optimizers built here.
         label_smoothing: one-sided label smoothing of D's real targets.
+        augmentations: names from augment.AUGMENTATIONS for every image D sees.
+        ema_half_life_images, ema_warmup_fraction: the average of G's weights that makes
+            the grids, the evaluations and generator.keras (averaging.py); a half-life of
+            None uses G itself.
         seed: seeds weights, noise, data order and the fixed noise; None takes the seed of
             the run in `out_dir`, or draws one and logs it.
         precision: "float32", "mixed_bfloat16" or "mixed_float16"; None measures which one
@@ -155,12 +178,13 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         columns of metrics.csv.
 
     Raises:
-        ValueError: bad arguments, a dataset that is not batches of images in [-1, 1], or
+        ValueError: bad arguments (an unknown augmentation, say), a dataset that is not batches of images in [-1, 1], or
             an `out_dir` holding a run that these settings cannot continue.
         stopping.TrainingInterrupted: SIGINT/SIGTERM arrived; a checkpoint was saved first.
         controller.TrainingDiverged: a loss became NaN or infinite.
         storage.StorageError: a result could not be written (the disk is full, say).
     """
+    augmentations = augment.parse(augmentations)
     run = controller.Controller(train_step, dataset, epochs, out_dir=out_dir, seed=seed, precision=precision,
                                 latent_dim=latent_dim, strategy=strategy, verbose=verbose, **run_options)
     with run.scope():  # the run's devices and precision; weights drawn from its seed
@@ -172,20 +196,28 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
             generator_optimizer, discriminator_optimizer = models.make_optimizers(
                 generator_learning_rate, discriminator_learning_rate, beta_1,
                 loss_scaling=(run.precision == "mixed_float16"))
-    run.start(generator, discriminator, generator_optimizer, discriminator_optimizer,
-              NUM_EXAMPLES_TO_GENERATE, label_smoothing=label_smoothing)  # restores the newest checkpoint
+        # The G we show is a float32 running average of the trained G's weights: the
+        # trained one wobbles from step to step as it answers D, the average does not.
+        generator_average = averaging.GeneratorAverage(generator, ema_half_life_images, ema_warmup_fraction,
+                                                       seed=run.seed)
+    run.start(generator, discriminator, generator_optimizer, discriminator_optimizer, NUM_EXAMPLES_TO_GENERATE,
+              generator_average=generator_average, label_smoothing=label_smoothing, augmentations=list(augmentations),
+              ema_half_life_images=ema_half_life_images, ema_warmup_fraction=ema_warmup_fraction)
     with run.catching_stop_signals():  # Ctrl-C: save a checkpoint after this step, then stop
         for epoch in run.epochs():
             for real_images in run.batches():
                 # train_step on this batch: on one device, or split over several.
                 results = run.step(real_images, generator, discriminator, generator_optimizer,
-                                   discriminator_optimizer, run.noise_seed, label_smoothing)
+                                   discriminator_optimizer, run.noise_seed, label_smoothing, augmentations)
+                generator_average.update(results["images"])  # average += (1 - beta) * (G - average)
                 run.record(results)  # the epoch's sums; stops on NaN, a signal or the time budget
-            # After each epoch: G's images of the same fixed noise, so the grids show it learn;
-            # then the metrics row (and FID when due), a checkpoint and one log line.
-            run.save_grid(generator(run.fixed_noise, training=False))
-            run.end_epoch(generator)
-    return run.finish(generator, discriminator)  # generator.keras, discriminator.keras, GIF, plot
+            # After each epoch: the averaged G's images of the same fixed noise, so the grids
+            # show it learn; then the metrics row (and FID when due), a checkpoint, a log line.
+            averaged_generator = generator_average.generator()  # G itself when not averaging
+            run.save_grid(averaged_generator(run.fixed_noise, training=False))
+            run.end_epoch(averaged_generator)
+    # generator.keras is the averaged G; the checkpoint keeps the trained one as well.
+    return run.finish(generator_average.generator(), discriminator)
 
 
 def load_training_dataset(batch_size=BATCH_SIZE, data_dir=None, max_images=None, seed=SEED):
@@ -231,6 +263,13 @@ def make_argument_parser():
         help="D's Adam learning rate")
     add("--beta-1", type=cli.fraction, default=BETA_1, help="Adam's beta_1 for both")
     add("--label-smoothing", type=cli.fraction, default=LABEL_SMOOTHING, help="one-sided, of D's real targets")
+    add("--augment", type=cli.parsed_by(augment.parse), default="none",
+        help=f"augment every image D sees: {', '.join(augment.AUGMENTATIONS)}, comma-separated, or none")
+    add("--ema-half-life", type=cli.positive_float, default=EMA_HALF_LIFE_IMAGES,
+        help="half-life in images of the average of G's weights that is shown and saved")
+    add("--ema-warmup", type=cli.fraction, default=EMA_WARMUP_FRACTION,
+        help="the half-life is at most this fraction of the images seen so far (0: no warm-up)")
+    add("--no-ema", action="store_true", help="show and save the trained G itself, not an average")
     add("--checkpoint-every-steps", type=cli.bounded_int(0, 10**9), default=0,
         help="also save a checkpoint every N steps (0: off)")
     add("--checkpoint-every-minutes", type=cli.non_negative_float, default=CHECKPOINT_EVERY_MINUTES,
@@ -261,7 +300,8 @@ def main(argv=None):
             evaluator = evaluate.Evaluator(data_dir=args.data_dir)
         train(dataset, args.epochs, latent_dim=args.latent_dim, generator_learning_rate=args.g_learning_rate,
               discriminator_learning_rate=args.d_learning_rate, beta_1=args.beta_1,
-              label_smoothing=args.label_smoothing, seed=args.seed, precision=args.precision, strategy=strategy,
+              label_smoothing=args.label_smoothing, augmentations=args.augment, ema_half_life_images=None if args.no_ema else args.ema_half_life,
+              ema_warmup_fraction=args.ema_warmup, seed=args.seed, precision=args.precision, strategy=strategy,
               out_dir=args.out_dir, verbose=2 if args.quiet else 1, fresh=args.fresh, max_minutes=args.max_minutes,
               checkpoint_every_minutes=args.checkpoint_every_minutes,
               checkpoint_every_steps=args.checkpoint_every_steps, evaluator=evaluator,

@@ -1,16 +1,25 @@
-"""Image quality per minute of CPU: the project's default training against the TF tutorial's.
+"""Image quality per minute of CPU: the project's default training, its earlier default
+(the baseline) and the TF tutorial's.
 
-Each configuration trains for the same wall-clock budget, one after the other (so each has
-the whole machine), and is evaluated at fixed moments of its training time: FID,
+Each configuration trains for the same budget of training time, one after the other (so
+each has the whole machine), and is evaluated at fixed moments of its training time: FID,
 precision and recall in the features of the project's Fashion-MNIST classifier
 (evaluate.py). Evaluation time is not counted as training time.
 
-    python benchmarks/quality.py                       # 20 minutes each, about 45 minutes
+    python benchmarks/quality.py                       # 20 minutes each, about 70 minutes
     python benchmarks/quality.py --minutes 5 --configs default
     python benchmarks/quality.py --configs default --batch-size 64 --d-learning-rate 1e-4
+    python benchmarks/quality.py --configs default --ema-half-lives 10000,40000 --show-trained
 
+"baseline" is the default before the averaged generator (issue 11's "today's default"):
+G (128, 64), D (64, 128), batch 64, Adam 2e-4 / 0.5, images from the trained G itself.
 The flags after --configs change the default configuration only, for tuning experiments;
-benchmarks/RESULTS.md records what was tried.
+several --ema-half-lives, and --show-trained, evaluate several generators of one training
+run, a comparison free of the run-to-run noise. benchmarks/RESULTS.md records what was tried.
+
+On a shared machine, where other processes slow training down at random, --clock-rate R
+measures training time as images / R instead of by the clock: R is the configuration's
+images/s measured alone (benchmarks/throughput.py).
 """
 
 import os
@@ -27,6 +36,8 @@ import keras  # noqa: E402
 import matplotlib.figure  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import augment  # noqa: E402
+import averaging  # noqa: E402
 import cli  # noqa: E402
 import data  # noqa: E402
 import devices  # noqa: E402
@@ -43,30 +54,57 @@ SEED = 0
 OUT_DIR = "quality_output"
 
 
-def make_default_run(images, args):
-    """Returns (step, generator, dataset) of the project's default configuration."""
+# Today's default before issue 11, kept runnable as the yardstick of its targets.
+BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_1=0.5, label_smoothing=0.0, augment=(),
+                generator_filters=(128, 64), discriminator_filters=(64, 128), ema_half_lives=(), show_trained=True)
+
+
+def make_default_run(images, args, **overrides):
+    """Returns (step, generators, dataset) of the project's default configuration.
+
+    `generators` maps a label ("" for the one train.py would save) to a function
+    returning a generator to evaluate. `overrides` replace `args`' settings.
+    """
+    settings = argparse.Namespace(**{**vars(args), **overrides})
     # The precision `python train.py` would use here (measured, as it measures).
-    precision = precision_probe.decide(args.precision, train.train_step, args.batch_size).precision
-    keras.utils.set_random_seed(args.seed)
+    precision = precision_probe.decide(settings.precision, train.train_step, settings.batch_size).precision
+    keras.utils.set_random_seed(settings.seed)
     with devices.dtype_policy(precision):
-        generator = models.make_generator_model(filters=tuple(args.generator_filters))
-        discriminator = models.make_discriminator_model(filters=tuple(args.discriminator_filters))
+        generator = models.make_generator_model(filters=tuple(settings.generator_filters))
+        discriminator = models.make_discriminator_model(filters=tuple(settings.discriminator_filters))
     generator_optimizer, discriminator_optimizer = models.make_optimizers(
-        args.g_learning_rate, args.d_learning_rate, args.beta_1, loss_scaling=(precision == "mixed_float16"))
+        settings.g_learning_rate, settings.d_learning_rate, settings.beta_1,
+        loss_scaling=(precision == "mixed_float16"))
     generator_optimizer.build(generator.trainable_variables)
     discriminator_optimizer.build(discriminator.trainable_variables)
-    noise_seed = tf.Variable(args.seed, dtype=tf.int64)
+    noise_seed = tf.Variable(settings.seed, dtype=tf.int64)
+    averages = {f"ema {half_life:g}": averaging.GeneratorAverage(generator, half_life, settings.ema_warmup,
+                                                                  seed=settings.seed)
+                for half_life in settings.ema_half_lives}
 
     def step(real_images):
         results = train.train_step(real_images, generator, discriminator, generator_optimizer,
-                                   discriminator_optimizer, noise_seed, args.label_smoothing)
+                                   discriminator_optimizer, noise_seed, settings.label_smoothing, settings.augment)
+        for average in averages.values():
+            average.update(tf.shape(real_images)[0])
         return float(results["g_loss"])  # reading a value waits for the step to finish
 
-    return step, generator, data.make_dataset(images, args.batch_size, seed=args.seed)
+    generators = {label: average.generator for label, average in averages.items()}
+    if settings.show_trained or not generators:
+        generators["trained G"] = lambda: generator
+    # The generator train.py saves: the first average, or the trained G without one.
+    first = next(iter(generators))
+    generators = {("" if label == first else label): make for label, make in generators.items()}
+    return step, generators, data.make_dataset(images, settings.batch_size, seed=settings.seed)
+
+
+def make_baseline_run(images, args):
+    """Returns (step, generators, dataset) of the default before issue 11 (BASELINE)."""
+    return make_default_run(images, args, **BASELINE)
 
 
 def make_tutorial_run(images, args):
-    """Returns (step, generator, dataset) of the TF tutorial, as published (float32)."""
+    """Returns (step, generators, dataset) of the TF tutorial, as published (float32)."""
     keras.utils.set_random_seed(args.seed)
     generator = tutorial.make_tutorial_generator_model()
     discriminator = tutorial.make_tutorial_discriminator_model()
@@ -78,19 +116,24 @@ def make_tutorial_run(images, args):
         tutorial_step(real_images)
         return int(generator_optimizer.iterations)  # waits for the step to finish
 
-    return step, generator, tutorial.make_tutorial_dataset(images)
+    return step, {"": lambda: generator}, tutorial.make_tutorial_dataset(images)
 
 
-CONFIGURATIONS = {"default": make_default_run, "tutorial": make_tutorial_run}
+CONFIGURATIONS = {"default": make_default_run, "baseline": make_baseline_run, "tutorial": make_tutorial_run}
 
 
-def measure(name, run, minutes, evaluator, num_samples, seed):
+def measure(name, run, minutes, evaluator, num_samples, seed, clock_rate=None):
     """Trains one configuration for `minutes` of training time, evaluating on the way.
 
+    Args:
+        clock_rate: None measures training time by the clock; a number of images/s
+            counts images_seen / clock_rate as the training time instead.
+
     Returns:
-        A list of dicts: minutes, seconds, steps, epochs, and the evaluator's metrics.
+        A list of dicts: config (with the generator's label), minutes, seconds (by the
+        clock), steps, epochs, and the evaluator's metrics.
     """
-    step, generator, dataset = run
+    step, generators, dataset = run
     marks = [mark * 60 for mark in EVALUATION_MINUTES if mark < minutes] + [minutes * 60]
     batches = iter(dataset.repeat())
     seconds, steps, images_seen, records = 0.0, 0, 0, []
@@ -101,17 +144,20 @@ def measure(name, run, minutes, evaluator, num_samples, seed):
         seconds += time.perf_counter() - start
         steps += 1
         images_seen += int(tf.shape(real_images)[0])
-        if seconds >= marks[0]:
+        training_seconds = seconds if clock_rate is None else images_seen / clock_rate
+        if training_seconds >= marks[0]:
             marks.pop(0)
-            results = evaluator.evaluate(generator, num_samples=num_samples, seed=seed)
-            record = {"config": name, "minutes": seconds / 60, "seconds": seconds, "steps": steps,
-                      "images_seen": images_seen, "images_per_second": images_seen / seconds}
-            record.update({key: results[key] for key in ("fid", "precision", "recall", "inception_score")})
-            records.append(record)
-            print(f"{name:>9}  {seconds / 60:6.1f} min  {steps:6d} steps  {images_seen / 60000:5.2f} epochs  "
-                  f"{record['images_per_second']:6.0f} img/s  FID {record['fid']:7.2f}  "
-                  f"precision {record['precision']:.3f}  recall {record['recall']:.3f}  "
-                  f"IS {record['inception_score']:.2f}", flush=True)
+            for label, make_generator in generators.items():
+                results = evaluator.evaluate(make_generator(), num_samples=num_samples, seed=seed)
+                config = f"{name} ({label})" if label else name
+                record = {"config": config, "minutes": training_seconds / 60, "seconds": seconds, "steps": steps,
+                          "images_seen": images_seen, "images_per_second": images_seen / seconds}
+                record.update({key: results[key] for key in ("fid", "precision", "recall", "inception_score")})
+                records.append(record)
+                print(f"{config:>22}  {training_seconds / 60:6.1f} min  {steps:6d} steps  "
+                      f"{images_seen / 60000:5.2f} epochs  {record['images_per_second']:6.0f} img/s  "
+                      f"FID {record['fid']:7.2f}  precision {record['precision']:.3f}  "
+                      f"recall {record['recall']:.3f}  IS {record['inception_score']:.2f}", flush=True)
     return records
 
 
@@ -138,7 +184,7 @@ def make_argument_parser():
     parser = cli.make_parser("quality.py", __doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=cli.positive_float, default=MINUTES,
                         help="training budget of each configuration")
-    parser.add_argument("--configs", default="default,tutorial",
+    parser.add_argument("--configs", default="default,baseline,tutorial",
                         help="configurations to run, comma-separated, from: " + ", ".join(CONFIGURATIONS))
     parser.add_argument("--samples", type=cli.bounded_int(100, 100_000), default=EVALUATION_SAMPLES,
                         help="generated images per evaluation")
@@ -147,6 +193,8 @@ def make_argument_parser():
     parser.add_argument("--out-dir", default=OUT_DIR, help="directory for quality.json and quality.png")
     parser.add_argument("--data-dir", default=None,
                         help="directory holding the Fashion-MNIST .gz files (none: as data.py finds them)")
+    parser.add_argument("--clock-rate", type=cli.positive_float, default=None,
+                        help="count training time as images / this many images/s (none: by the clock)")
     default_group = parser.add_argument_group("the default configuration (for tuning)")
     default_group.add_argument("--batch-size", type=cli.bounded_int(1, 60000), default=train.BATCH_SIZE,
                                help="images per training step")
@@ -163,6 +211,15 @@ def make_argument_parser():
                                help="the generator's channels at 7x7 and at 14x14, as A,B")
     default_group.add_argument("--discriminator-filters", type=_filters, default=models.DISCRIMINATOR_FILTERS,
                                help="the discriminator's channels at 14x14 and at 7x7, as A,B")
+    default_group.add_argument("--augment", type=cli.parsed_by(augment.parse), default=train.AUGMENTATIONS,
+                               help="augmentations of every image D sees, comma-separated, or none")
+    default_group.add_argument("--ema-half-lives", type=_half_lives, default=(train.EMA_HALF_LIFE_IMAGES,),
+                               help="half-lives in images of averaged generators to evaluate, comma-separated; "
+                                    "the first is the one train.py would save ('none': the trained G)")
+    default_group.add_argument("--ema-warmup", type=cli.fraction, default=train.EMA_WARMUP_FRACTION,
+                               help="the averages' warm-up fraction")
+    default_group.add_argument("--show-trained", action="store_true",
+                               help="also evaluate the trained G itself, from the same run")
     default_group.add_argument("--precision", choices=devices.PRECISIONS, default=None,
                                help="dtype policy of the models (none: the fastest here, measured as train.py measures it)")
     return parser
@@ -187,7 +244,8 @@ def main(argv=None):
     print(f"{', '.join(names)}: {args.minutes:g} training minutes each, FID on {args.samples} samples", flush=True)
     records = []
     for name in names:
-        records += measure(name, CONFIGURATIONS[name](images, args), args.minutes, evaluator, args.samples, args.seed)
+        records += measure(name, CONFIGURATIONS[name](images, args), args.minutes, evaluator, args.samples, args.seed,
+                           args.clock_rate)
         with open(os.path.join(args.out_dir, "quality.json"), "w") as file:
             json.dump({"settings": vars(args), "records": records}, file, indent=1, default=str)
     print(f"plot: {plot(records, os.path.join(args.out_dir, 'quality.png'))}")
@@ -201,6 +259,15 @@ def _filters(text):
         raise argparse.ArgumentTypeError(f"expected two comma-separated whole numbers, got {text!r}") from None
     if len(values) != 2 or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"expected two positive whole numbers, got {text!r}")
+    return values
+
+
+def _half_lives(text):
+    if text.strip().lower() == "none":
+        return ()
+    values = tuple(cli.positive_float(part) for part in text.split(","))
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected positive numbers separated by commas, got {text!r}")
     return values
 
 

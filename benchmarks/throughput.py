@@ -13,6 +13,8 @@ of each in turn, repeated), so that a slow spell of a shared machine hits all al
       trained by the project's `train.train_step`; only the step differs from (a) in the
       same precision.
   (c) project: the project's default models, optimizers and batch size.
+  (d) (c) + the averaged G's update after every step (averaging.py), as train.py runs it.
+  (e) (c) + augmentation of every image D sees (--augment translation,cutout).
 
 Every configuration reads real Fashion-MNIST batches from its own `tf.data` pipeline
 (`data.make_dataset` over the first NUM_IMAGES training images, repeated), as training does.
@@ -180,11 +182,22 @@ def build_configurations(images, data_module, precisions):
         configurations.append(_project_configuration(
             "(c) project", generator, discriminator, models.make_optimizers(loss_scaling=(precision == "mixed_float16")),
             train.BATCH_SIZE, precision, pipeline, train))
+        for name, options in (("(d) project + averaged G", dict(average=True)),
+                              ("(e) project + augmentation", dict(augmentations=("translation", "cutout")))):
+            with devices.dtype_policy(precision):
+                generator = models.make_generator_model()
+                discriminator = models.make_discriminator_model()
+            configurations.append(_project_configuration(
+                name, generator, discriminator, models.make_optimizers(loss_scaling=(precision == "mixed_float16")),
+                train.BATCH_SIZE, precision, pipeline, train, **options))
     return configurations
 
 
-def _project_configuration(name, generator, discriminator, optimizers, batch_size, precision, pipeline, train):
+def _project_configuration(name, generator, discriminator, optimizers, batch_size, precision, pipeline, train,
+                           average=False, augmentations=()):
     import tensorflow as tf
+
+    import averaging
 
     generator_optimizer, discriminator_optimizer = optimizers
     # As train.train() does: optimizer slots must exist before the step is traced, because
@@ -194,12 +207,19 @@ def _project_configuration(name, generator, discriminator, optimizers, batch_siz
     discriminator_optimizer.build(discriminator.trainable_variables)
     noise_seed = tf.Variable(0, dtype=tf.int64, trainable=False)
     batches = pipeline(batch_size)
-    step_arguments = (generator, discriminator, generator_optimizer, discriminator_optimizer, noise_seed)
+    step_arguments = (generator, discriminator, generator_optimizer, discriminator_optimizer, noise_seed,
+                      train.LABEL_SMOOTHING, augmentations)
+    generator_average = averaging.GeneratorAverage(generator, train.EMA_HALF_LIFE_IMAGES if average else None)
+
+    def run():
+        results = train.train_step(next(batches), *step_arguments)
+        generator_average.update(batch_size)
+        return results
+
     return dict(
         name=name, batch_size=batch_size, precision=precision,
         flops_per_image=training_flops_per_image(generator, discriminator),
-        run=lambda: train.train_step(next(batches), *step_arguments),
-        wait=lambda: generator_optimizer.iterations.numpy())
+        run=run, wait=lambda: generator_optimizer.iterations.numpy())
 
 
 def time_block(configuration, steps):

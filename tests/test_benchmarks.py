@@ -26,9 +26,48 @@ def test_help_shows_every_default(module):
 def test_the_quality_benchmarks_default_run_takes_a_step(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
     args = quality.make_argument_parser().parse_args(["--seed", "0", "--batch-size", "32", "--precision", "float32"])
-    step, generator, dataset = quality.make_default_run(images, args)
+    step, generators, dataset = quality.make_default_run(images, args)
     assert np.isfinite(step(next(iter(dataset))))
-    assert generator.output_shape == (None, 28, 28, 1)
+    assert list(generators) == [""] and generators[""]().output_shape == (None, 28, 28, 1)
+
+
+def test_the_quality_benchmark_evaluates_every_generator_of_a_run_and_the_baseline():
+    images = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    args = quality.make_argument_parser().parse_args(
+        ["--seed", "0", "--batch-size", "32", "--precision", "float32", "--ema-half-lives", "1000,5000",
+         "--show-trained"])
+    step, generators, dataset = quality.make_default_run(images, args)
+    assert list(generators) == ["", "ema 5000", "trained G"]
+    step(next(iter(dataset)))
+    trained, averaged = generators["trained G"](), generators[""]()
+    assert trained is not averaged and averaged.output_shape == (None, 28, 28, 1)
+    # The baseline is today's default before issue 11: the trained G itself, batch 64.
+    step, generators, dataset = quality.make_baseline_run(images, args)
+    assert list(generators) == [""] and next(iter(dataset)).shape[0] == 64
+    assert generators[""]().count_params() == trained.count_params()
+
+
+class _FakeEvaluator:
+    def __init__(self):
+        self.calls = []
+
+    def evaluate(self, generator, num_samples, seed):
+        self.calls.append(generator)
+        return {"fid": 1.0, "precision": 0.5, "recall": 0.5, "inception_score": 2.0}
+
+
+def test_the_quality_benchmarks_clock_rate_counts_images_not_seconds():
+    batches = [np.zeros((10, 28, 28, 1), np.float32)] * 100
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(np.stack(batches))
+    evaluator = _FakeEvaluator()
+    generators = {"": lambda: "averaged", "trained G": lambda: "trained"}
+    # 10 images a step at a nominal 60 images/s: the 1-minute mark is at step 360.
+    records = quality.measure("x", (lambda images: 0.0, generators, dataset), 1.0, evaluator, 200, 0, clock_rate=60)
+    assert [record["steps"] for record in records] == [360, 360]
+    assert [record["config"] for record in records] == ["x", "x (trained G)"]
+    assert evaluator.calls == ["averaged", "trained"]
 
 
 def test_the_throughput_benchmark_builds_and_steps_every_configuration():
@@ -36,7 +75,7 @@ def test_the_throughput_benchmark_builds_and_steps_every_configuration():
 
     images = np.random.default_rng(0).integers(0, 256, (512, 28, 28), dtype=np.uint8)
     configurations = throughput.build_configurations(images, data, ("float32",))
-    assert [c["name"][:3] for c in configurations] == ["(a)", "(b)", "(c)"]
+    assert [c["name"][:3] for c in configurations] == ["(a)", "(b)", "(c)", "(d)", "(e)"]
     for configuration in configurations:
         configuration["run"]()
         configuration["wait"]()

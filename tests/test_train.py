@@ -358,3 +358,18 @@ def test_help_shows_every_default(module):
     parser = module.make_argument_parser()
     options = [action for action in parser._actions if action.dest != "help"]
     assert parser.format_help().count("(default:") == len(options)
+
+
+def test_the_run_says_how_long_it_expects_to_take(tiny_images, tmp_path, monkeypatch, capsys):
+    import precision_probe
+
+    measured = precision_probe.Choice("float32", {"float32": 64.0}, "measured")
+    monkeypatch.setattr(precision_probe, "decide", lambda *arguments, **keywords: measured)
+    train.train(data.make_dataset(tiny_images[:256], 64, seed=0), 3, out_dir=str(tmp_path), seed=0, verbose=2)
+    assert ("Expected: about 12 seconds of training for 768 images at the 64 img/s measured for float32"
+            in capsys.readouterr().out)
+    # A resumed run counts only what is left; a time budget shorter than that is named.
+    train.train(data.make_dataset(tiny_images[:256], 64, seed=0), 100, out_dir=str(tmp_path), verbose=2,
+                max_minutes=0.01)
+    assert ("about 6 minutes of training for 24,832 images at the 64 img/s measured for float32, stopping at "
+            "the --max-minutes budget of 0.01" in capsys.readouterr().out)
