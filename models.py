@@ -21,8 +21,10 @@ LATENT_DIM = 100  # noise size of the DCGAN paper and the TF tutorial; more buys
 GENERATOR_FILTERS = (128, 64)  # channels at 7x7 and 14x14: FID as good as (256, 128), twice the images/s
 DISCRIMINATOR_FILTERS = (64, 128)  # channels at 14x14 and at 7x7, as in the tutorial
 KERNEL_SIZE = 4  # divisible by the stride 2, so transposed convolutions leave no checkerboard
-GENERATOR_LEARNING_RATE = 2e-4  # the DCGAN paper's value
-DISCRIMINATOR_LEARNING_RATE = 2e-4  # the DCGAN paper's value
+# 2.5x the DCGAN paper's 2e-4: FID 59 against 83 after 5 minutes; 1e-3 gave 68, 2e-3 worse
+# still. The averaged G (averaging.py) smooths the larger steps' wobble.
+GENERATOR_LEARNING_RATE = 5e-4
+DISCRIMINATOR_LEARNING_RATE = 5e-4
 BETA_1 = 0.5  # the DCGAN paper: Adam's default 0.9 oscillates in GAN training
 LABEL_SMOOTHING = 0.0  # one-sided smoothing of the real targets; 0.1 measured no better
 # ----------------------------------------------------------------------------------------

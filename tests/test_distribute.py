@@ -101,7 +101,7 @@ def test_mirrored_over_two_devices_takes_the_same_steps_as_one_device(tmp_path):
     for step, (alone, split) in enumerate(zip(report["one_device"], report["mirrored"])):
         for name, value in alone["losses"].items():
             assert abs(value - split["losses"][name]) < 1e-5, (step, name, value, split["losses"][name])
-        # Adam moves every weight by about the learning rate (2e-4) per step whatever the
+        # Adam moves every weight by about the learning rate (5e-4) per step whatever the
         # gradient's size. After the first step the two runs agree to ~1e-7. By the second,
         # float32 summation order changes a few hundred elements whose gradient is tiny,
         # where Adam's g / sqrt(v) is sensitive, by up to ~4e-5. Unsynchronized BatchNorm

@@ -99,11 +99,11 @@ def test_losses_are_float32_for_bfloat16_logits():
     assert models.discriminator_loss(logits, logits).dtype == tf.float32
 
 
-def test_optimizers_are_adam_with_dcgan_settings():
+def test_optimizers_are_adam_with_the_projects_settings():
     generator_optimizer, discriminator_optimizer = models.make_optimizers()
     for optimizer in (generator_optimizer, discriminator_optimizer):
         assert isinstance(optimizer, keras.optimizers.Adam)
-        assert float(optimizer.learning_rate) == pytest.approx(2e-4)
+        assert float(optimizer.learning_rate) == pytest.approx(5e-4)
         assert float(optimizer.beta_1) == pytest.approx(0.5)
     assert generator_optimizer is not discriminator_optimizer
     scaled = models.make_optimizers(loss_scaling=True)

@@ -273,9 +273,9 @@ def test_a_new_learning_rate_replaces_the_checkpoints(tiny_images, tmp_path, cap
     generator_optimizer, discriminator_optimizer = models.make_optimizers(generator_learning_rate=1e-4)
     train.train(data.make_dataset(tiny_images, TINY_BATCH), 2, out_dir=out_dir, verbose=2,
                 generator_optimizer=generator_optimizer, discriminator_optimizer=discriminator_optimizer)
-    # The checkpoint held 2e-4; the run goes on with the rate it was given, and says so.
+    # The checkpoint held 5e-4; the run goes on with the rate it was given, and says so.
     assert float(generator_optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
-    assert "generator_learning_rate 0.0002 -> 0.0001" in capsys.readouterr().out
+    assert "generator_learning_rate 0.0005 -> 0.0001" in capsys.readouterr().out
 
 
 def test_another_seed_for_a_resumed_run_is_refused(tiny_images, tmp_path):
