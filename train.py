@@ -141,7 +141,8 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
           discriminator_optimizer=None, latent_dim=LATENT_DIM, generator_learning_rate=GENERATOR_LEARNING_RATE,
           discriminator_learning_rate=DISCRIMINATOR_LEARNING_RATE, beta_1=BETA_1, label_smoothing=LABEL_SMOOTHING,
           augmentations=AUGMENTATIONS, ema_half_life_images=EMA_HALF_LIFE_IMAGES,
-          ema_warmup_fraction=EMA_WARMUP_FRACTION, seed=SEED, precision=None, strategy=None, out_dir=OUT_DIR, verbose=1, **run_options):
+          ema_warmup_fraction=EMA_WARMUP_FRACTION, seed=SEED, precision=None, strategy=None, out_dir=OUT_DIR,
+          verbose=1, **run_options):
     """Trains a DCGAN on `dataset`, resuming from the checkpoint in `out_dir` if there is one.
 
     Epochs are numbered from 0: `train(dataset, 5)` after a finished 3-epoch run in the same
@@ -178,8 +179,8 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         columns of metrics.csv.
 
     Raises:
-        ValueError: bad arguments (an unknown augmentation, say), a dataset that is not batches of images in [-1, 1], or
-            an `out_dir` holding a run that these settings cannot continue.
+        ValueError: bad arguments (an unknown augmentation, say), a dataset that is not
+            batches of images in [-1, 1], or an `out_dir` holding a run that these settings cannot continue.
         stopping.TrainingInterrupted: SIGINT/SIGTERM arrived; a checkpoint was saved first.
         controller.TrainingDiverged: a loss became NaN or infinite.
         storage.StorageError: a result could not be written (the disk is full, say).
@@ -300,8 +301,9 @@ def main(argv=None):
             evaluator = evaluate.Evaluator(data_dir=args.data_dir)
         train(dataset, args.epochs, latent_dim=args.latent_dim, generator_learning_rate=args.g_learning_rate,
               discriminator_learning_rate=args.d_learning_rate, beta_1=args.beta_1,
-              label_smoothing=args.label_smoothing, augmentations=args.augment, ema_half_life_images=None if args.no_ema else args.ema_half_life,
-              ema_warmup_fraction=args.ema_warmup, seed=args.seed, precision=args.precision, strategy=strategy,
+              label_smoothing=args.label_smoothing, augmentations=args.augment,
+              ema_half_life_images=None if args.no_ema else args.ema_half_life, ema_warmup_fraction=args.ema_warmup,
+              seed=args.seed, precision=args.precision, strategy=strategy,
               out_dir=args.out_dir, verbose=2 if args.quiet else 1, fresh=args.fresh, max_minutes=args.max_minutes,
               checkpoint_every_minutes=args.checkpoint_every_minutes,
               checkpoint_every_steps=args.checkpoint_every_steps, evaluator=evaluator,

@@ -326,7 +326,7 @@ def main(argv=None):
         print(f"{configuration['name']:36} {configuration['precision']:15} {configuration['batch_size']:>5} "
               f"{rate:>9.0f} {value_range:>11} {ratio:>6.2f} {like_ratio:>7.2f} {gigaflops:>8.0f} "
               f"{100 * gigaflops / roof:>5.0f}% {configuration['memory_growth']:>9.0f}")
-    print(f"FLOPs per training image (estimate, 6 x (G + 2 D) multiply-adds): "
+    print("FLOPs per training image (estimate, 6 x (G + 2 D) multiply-adds): "
           + ", ".join(f"{c['name'][:3]} {c['flops_per_image'] / 1e6:.0f} M" for c in configurations))
     print(f"Peak memory of the process (ru_maxrss): {peak_memory_mib():.0f} MiB; "
           "+peak MiB is the growth while a configuration warmed up")
