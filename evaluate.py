@@ -42,6 +42,7 @@ import tensorflow as tf
 import classifier
 import cli
 import data
+import models  # registers the project's own layers, so that its .keras files load
 
 NUM_SAMPLES = 10000  # as many generated images as there are real test images
 BATCH_SIZE = 500  # images per forward pass; bigger gains little on a CPU and costs memory

@@ -107,6 +107,8 @@ def machine_key(batch_size, latent_dim, candidates):
         "device": devices.device_name(), "tensorflow": tf.__version__, "candidates": list(candidates),
         "generator_filters": list(models.GENERATOR_FILTERS),
         "discriminator_filters": list(models.DISCRIMINATOR_FILTERS),
+        "generator_extra_convolutions": models.GENERATOR_EXTRA_CONVOLUTIONS,
+        "minibatch_stddev": models.MINIBATCH_STDDEV,
         "latent_dim": latent_dim, "batch_size": batch_size,
     }, sort_keys=True)
 

@@ -11,7 +11,9 @@ wrong images. `compare` says, for each changed setting, whether the run can go o
   version: the run goes on with the new values from here, and says what changed.
 
 The seed, the noise size and the architecture never change within a run: the seed is
-checked when it is chosen (cli.choose_seed), the others when the checkpoint is restored.
+checked when it is chosen (cli.choose_seed), the others when the checkpoint is restored,
+and the architecture's options (ARCHITECTURE) here too, as a checkpoint of a D without
+spectral normalization, say, would otherwise restore into one with it.
 """
 
 import json
@@ -21,6 +23,8 @@ import storage
 
 # Changing these changes what "step N of the epoch" means.
 STEP_DEFINING = ("batch_size", "steps_per_epoch")
+# The options the models were built with: a run keeps them to the end.
+ARCHITECTURE = ("generator_options", "discriminator_options")
 # Records, not settings: why the precision was chosen (its measured speeds vary).
 NOT_COMPARED = ("precision_choice",)
 
@@ -61,12 +65,18 @@ def compare(previous, current, epoch, step_in_epoch):
         A list of "name old -> new" strings, one per changed setting (empty when none).
 
     Raises:
-        ValueError: a step-defining setting changed in the middle of an epoch.
+        ValueError: the architecture changed, or a step-defining setting changed in the
+            middle of an epoch.
     """
     if previous is None:
         return []
     changes = {name: (previous[name], value) for name, value in current.items()
                if name in previous and name not in NOT_COMPARED and previous[name] != value}
+    for name in ARCHITECTURE:
+        if name in changes:
+            old, new = changes[name]
+            raise ValueError(f"the run in this --out-dir was trained with {name} {old}, not {new}: pass the "
+                             "same model flags to resume it, or --fresh or another --out-dir")
     step_changes = {name: change for name, change in changes.items() if name in STEP_DEFINING}
     if step_changes and step_in_epoch > 0:
         described = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in step_changes.items())

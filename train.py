@@ -34,6 +34,7 @@ import os
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import argparse  # noqa: E402
 import sys  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
@@ -50,14 +51,24 @@ import storage  # noqa: E402
 
 # ----------------------------------------------------------------------------------------
 # Hyperparameters: every flag of the command line defaults to one of these.
-EPOCHS = 20  # 10-20 minutes on 2 CPU cores (README); clothes are recognisable after 2-3 epochs
-BATCH_SIZE = 64  # twice the updates of the paper's 128 at equal images/s: FID 70, not 102, at 5 minutes
+EPOCHS = 15  # under 30 minutes on every 2-core CPU we measured (README); FID below 30 within 4
+BATCH_SIZE = 32  # more updates at the same images/s: FID 55 against 62 (batch 64) after 5 minutes
 LATENT_DIM = models.LATENT_DIM  # 100, the DCGAN paper's noise size (defined in models.py)
 GENERATOR_LEARNING_RATE = models.GENERATOR_LEARNING_RATE  # 5e-4: faster than the paper's 2e-4 per minute
 DISCRIMINATOR_LEARNING_RATE = models.DISCRIMINATOR_LEARNING_RATE  # 5e-4, the same as G's
-BETA_1 = models.BETA_1  # 0.5, the DCGAN paper's: Adam's default 0.9 oscillates
+BETA_1 = models.BETA_1  # 0: no momentum; better than the DCGAN paper's 0.5 with the averaged G
 LABEL_SMOOTHING = models.LABEL_SMOOTHING  # 0: one-sided 0.1 gave the same FID after 5 minutes
 AUGMENTATIONS = ()  # none: translation,cutout gave FID 116, not 84, after 5 minutes (slower learning)
+# The architecture (models.py says why each): G upsamples with transposed convolutions and
+# has one extra 3x3 convolution per resolution; D plain, with the minibatch feature.
+GENERATOR_UPSAMPLING = models.GENERATOR_UPSAMPLING  # "transposed"
+GENERATOR_EXTRA_CONVOLUTIONS = models.GENERATOR_EXTRA_CONVOLUTIONS  # 1
+DISCRIMINATOR_EXTRA_CONVOLUTIONS = models.DISCRIMINATOR_EXTRA_CONVOLUTIONS  # 0
+MINIBATCH_STDDEV = models.MINIBATCH_STDDEV  # True
+SPECTRAL_NORM = models.SPECTRAL_NORM  # False
+LEARNING_RATE_HALF_LIFE = None  # constant rates; decay (--lr-half-life) is not measured yet
+R1_WEIGHT = models.R1_WEIGHT  # 0: R1 gamma 0.1 measured no better after 5 minutes
+R1_INTERVAL = models.R1_INTERVAL  # 16, StyleGAN2's lazy regularization
 EMA_HALF_LIFE_IMAGES = averaging.HALF_LIFE_IMAGES  # the shown G averages G's weights over about this many images
 EMA_WARMUP_FRACTION = averaging.WARMUP_FRACTION  # early on, over at most this fraction of the images seen
 SEED = None  # None draws a seed and logs it; pass one to repeat a run exactly
@@ -71,7 +82,8 @@ MAX_EPOCHS, MAX_BATCH_SIZE, MAX_LATENT_DIM = controller.MAX_EPOCHS, 65_536, 10_0
 
 @tf.function
 def train_step(real_images, generator, discriminator, generator_optimizer, discriminator_optimizer,
-               noise_seed, label_smoothing=LABEL_SMOOTHING, augmentations=AUGMENTATIONS):
+               noise_seed, label_smoothing=LABEL_SMOOTHING, augmentations=AUGMENTATIONS, r1_weight=R1_WEIGHT,
+               r1_interval=R1_INTERVAL):
     """One update of D and one of G, both from the same forward pass.
 
     Args:
@@ -84,6 +96,9 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
             noise, so a resumed run draws exactly the noise an uninterrupted one would have.
         label_smoothing: one-sided label smoothing of D's real targets.
         augmentations: names from augment.AUGMENTATIONS applied to every image D sees.
+        r1_weight, r1_interval: the R1 penalty on D, gamma / 2 * E|grad_x D(x)|^2 over real
+            images (Mescheder et al., 2018), added every r1_interval steps, multiplied by
+            r1_interval to keep its average weight; a weight of 0 leaves it out.
 
     Returns:
         A dict of float32 scalars: d_loss, g_loss, and d_real / d_fake, D's mean output
@@ -112,11 +127,20 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
 
         discriminator_loss = models.discriminator_loss(real_logits, fake_logits, label_smoothing)
         generator_loss = models.generator_loss(fake_logits)
+        regularized_discriminator_loss = discriminator_loss
+        if r1_weight > 0:
+            # R1: D is also pushed towards a flat verdict around the real images, which
+            # keeps it from growing steep walls that G's gradients then bounce off. Only
+            # every r1_interval steps ("lazy" regularization, StyleGAN2), as it costs a
+            # second D pass differentiated twice.
+            penalty = tf.cond(discriminator_optimizer.iterations % r1_interval == 0,
+                              lambda: models.r1_penalty(discriminator, real_images), lambda: tf.constant(0.0))
+            regularized_discriminator_loss += r1_weight / 2 * r1_interval * penalty
         # Each replica averages over its share of the batch and the optimizers add the
         # replicas' gradients up, so dividing by their number gives the global mean.
         # scale_loss() multiplies by the loss scale under float16 and is a no-op otherwise.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        scaled_discriminator_loss = discriminator_optimizer.scale_loss(discriminator_loss / replicas)
+        scaled_discriminator_loss = discriminator_optimizer.scale_loss(regularized_discriminator_loss / replicas)
         scaled_generator_loss = generator_optimizer.scale_loss(generator_loss / replicas)
 
     # D's update: raise log D(x) + log(1 - D(G(z))), that is, lower its cross-entropy with
@@ -140,7 +164,9 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
 def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generator_optimizer=None,
           discriminator_optimizer=None, latent_dim=LATENT_DIM, generator_learning_rate=GENERATOR_LEARNING_RATE,
           discriminator_learning_rate=DISCRIMINATOR_LEARNING_RATE, beta_1=BETA_1, label_smoothing=LABEL_SMOOTHING,
-          augmentations=AUGMENTATIONS, ema_half_life_images=EMA_HALF_LIFE_IMAGES,
+          augmentations=AUGMENTATIONS, r1_weight=R1_WEIGHT, r1_interval=R1_INTERVAL, generator_options=None,
+          discriminator_options=None, learning_rate_half_life=LEARNING_RATE_HALF_LIFE,
+          ema_half_life_images=EMA_HALF_LIFE_IMAGES,
           ema_warmup_fraction=EMA_WARMUP_FRACTION, seed=SEED, precision=None, strategy=None, out_dir=OUT_DIR,
           verbose=1, **run_options):
     """Trains a DCGAN on `dataset`, resuming from the checkpoint in `out_dir` if there is one.
@@ -160,6 +186,13 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
             optimizers built here.
         label_smoothing: one-sided label smoothing of D's real targets.
         augmentations: names from augment.AUGMENTATIONS for every image D sees.
+        r1_weight, r1_interval: the R1 penalty on D (train_step).
+        generator_options, discriminator_options: keyword arguments of
+            models.make_generator_model / make_discriminator_model for models built here
+            (upsampling, extra_convolutions, minibatch_stddev, spectral_norm).
+        learning_rate_half_life: epochs over which both learning rates halve, epoch by
+            epoch (epoch e trains at the initial rates times 0.5 ** (e / half-life));
+            None keeps them constant.
         ema_half_life_images, ema_warmup_fraction: the average of G's weights that makes
             the grids, the evaluations and generator.keras (averaging.py); a half-life of
             None uses G itself.
@@ -186,13 +219,25 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         storage.StorageError: a result could not be written (the disk is full, say).
     """
     augmentations = augment.parse(augmentations)
+    # Every option spelled out, as run_settings.json records them for a resume to match.
+    generator_options = {"upsampling": GENERATOR_UPSAMPLING, "extra_convolutions": GENERATOR_EXTRA_CONVOLUTIONS,
+                         **(generator_options or {})}
+    discriminator_options = {"extra_convolutions": DISCRIMINATOR_EXTRA_CONVOLUTIONS,
+                             "minibatch_stddev": MINIBATCH_STDDEV, "spectral_norm": SPECTRAL_NORM,
+                             **(discriminator_options or {})}
+    if learning_rate_half_life is not None and not learning_rate_half_life > 0:
+        raise ValueError("the learning rate's half-life must be a positive number of epochs, "
+                         f"got {learning_rate_half_life}")
+    if r1_weight < 0 or r1_interval < 1:
+        raise ValueError(f"the R1 weight must be >= 0 and its interval >= 1, got {r1_weight} and {r1_interval}")
     run = controller.Controller(train_step, dataset, epochs, out_dir=out_dir, seed=seed, precision=precision,
                                 latent_dim=latent_dim, strategy=strategy, verbose=verbose, **run_options)
+    given_generator, given_discriminator = generator, discriminator
     with run.scope():  # the run's devices and precision; weights drawn from its seed
         if generator is None:
-            generator = models.make_generator_model(latent_dim)
+            generator = models.make_generator_model(latent_dim, **generator_options)
         if discriminator is None:
-            discriminator = models.make_discriminator_model()
+            discriminator = models.make_discriminator_model(**discriminator_options)
         if generator_optimizer is None or discriminator_optimizer is None:
             generator_optimizer, discriminator_optimizer = models.make_optimizers(
                 generator_learning_rate, discriminator_learning_rate, beta_1,
@@ -203,13 +248,24 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
                                                        seed=run.seed)
     run.start(generator, discriminator, generator_optimizer, discriminator_optimizer, NUM_EXAMPLES_TO_GENERATE,
               generator_average=generator_average, label_smoothing=label_smoothing, augmentations=list(augmentations),
+              r1_weight=r1_weight, r1_interval=r1_interval, learning_rate_half_life=learning_rate_half_life,
+              generator_options=generator_options if given_generator is None else "a model given to train()",
+              discriminator_options=(discriminator_options if given_discriminator is None
+                                     else "a model given to train()"),
               ema_half_life_images=ema_half_life_images, ema_warmup_fraction=ema_warmup_fraction)
+    optimizers = (generator_optimizer, discriminator_optimizer)
+    initial_learning_rates = [float(optimizer.learning_rate.numpy()) for optimizer in optimizers]
     with run.catching_stop_signals():  # Ctrl-C: save a checkpoint after this step, then stop
         for epoch in run.epochs():
+            if learning_rate_half_life is not None:
+                # Smaller steps as training goes on: late updates refine instead of wander.
+                for optimizer, initial in zip(optimizers, initial_learning_rates):
+                    optimizer.learning_rate = initial * 0.5 ** (epoch / learning_rate_half_life)
             for real_images in run.batches():
                 # train_step on this batch: on one device, or split over several.
                 results = run.step(real_images, generator, discriminator, generator_optimizer,
-                                   discriminator_optimizer, run.noise_seed, label_smoothing, augmentations)
+                                   discriminator_optimizer, run.noise_seed, label_smoothing, augmentations,
+                                   r1_weight, r1_interval)
                 generator_average.update(results["images"])  # average += (1 - beta) * (G - average)
                 run.record(results)  # the epoch's sums; stops on NaN, a signal or the time budget
             # After each epoch: the averaged G's images of the same fixed noise, so the grids
@@ -266,6 +322,21 @@ def make_argument_parser():
     add("--label-smoothing", type=cli.fraction, default=LABEL_SMOOTHING, help="one-sided, of D's real targets")
     add("--augment", type=cli.parsed_by(augment.parse), default="none",
         help=f"augment every image D sees: {', '.join(augment.AUGMENTATIONS)}, comma-separated, or none")
+    add("--lr-half-life", type=cli.positive_float, default=LEARNING_RATE_HALF_LIFE,
+        help="epochs over which both learning rates halve (none: constant rates)")
+    add("--r1-weight", type=cli.non_negative_float, default=R1_WEIGHT,
+        help="weight gamma of the R1 penalty on D's gradients at real images (0: off)")
+    add("--r1-interval", type=cli.bounded_int(1, 10_000), default=R1_INTERVAL, help="apply R1 every N steps")
+    add("--generator-upsampling", choices=models.UPSAMPLINGS, default=GENERATOR_UPSAMPLING,
+        help="how G doubles the image size: transposed convolution, or resize then convolve")
+    add("--generator-extra-convolutions", type=cli.bounded_int(0, 8), default=GENERATOR_EXTRA_CONVOLUTIONS,
+        help="3x3 convolutions G adds at 7x7 and at 14x14 each")
+    add("--discriminator-extra-convolutions", type=cli.bounded_int(0, 8), default=DISCRIMINATOR_EXTRA_CONVOLUTIONS,
+        help="3x3 convolutions D adds at 14x14 and at 7x7 each")
+    add("--minibatch-stddev", action=argparse.BooleanOptionalAction, default=MINIBATCH_STDDEV,
+        help="D also sees how much the images of its batch differ")
+    add("--spectral-norm", action=argparse.BooleanOptionalAction, default=SPECTRAL_NORM,
+        help="spectral normalization of D's weights")
     add("--ema-half-life", type=cli.positive_float, default=EMA_HALF_LIFE_IMAGES,
         help="half-life in images of the average of G's weights that is shown and saved")
     add("--ema-warmup", type=cli.fraction, default=EMA_WARMUP_FRACTION,
@@ -301,7 +372,12 @@ def main(argv=None):
             evaluator = evaluate.Evaluator(data_dir=args.data_dir)
         train(dataset, args.epochs, latent_dim=args.latent_dim, generator_learning_rate=args.g_learning_rate,
               discriminator_learning_rate=args.d_learning_rate, beta_1=args.beta_1,
-              label_smoothing=args.label_smoothing, augmentations=args.augment,
+              label_smoothing=args.label_smoothing, augmentations=args.augment, r1_weight=args.r1_weight,
+              r1_interval=args.r1_interval, learning_rate_half_life=args.lr_half_life,
+              generator_options=dict(upsampling=args.generator_upsampling,
+                                     extra_convolutions=args.generator_extra_convolutions),
+              discriminator_options=dict(extra_convolutions=args.discriminator_extra_convolutions,
+                                         minibatch_stddev=args.minibatch_stddev, spectral_norm=args.spectral_norm),
               ema_half_life_images=None if args.no_ema else args.ema_half_life, ema_warmup_fraction=args.ema_warmup,
               seed=args.seed, precision=args.precision, strategy=strategy,
               out_dir=args.out_dir, verbose=2 if args.quiet else 1, fresh=args.fresh, max_minutes=args.max_minutes,

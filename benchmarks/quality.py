@@ -11,8 +11,9 @@ precision and recall in the features of the project's Fashion-MNIST classifier
     python benchmarks/quality.py --configs default --batch-size 64 --d-learning-rate 1e-4
     python benchmarks/quality.py --configs default --ema-half-lives 10000,40000 --show-trained
 
-"baseline" is the default before the averaged generator (issue 11's "today's default"):
-G (128, 64), D (64, 128), batch 64, Adam 2e-4 / 0.5, images from the trained G itself.
+"baseline" is the default before issue 11 (its "today's default"): G (128, 64) without
+extra convolutions, D (64, 128) without the minibatch feature, batch 64, Adam 2e-4 / 0.5,
+images from the trained G itself.
 The flags after --configs change the default configuration only, for tuning experiments;
 several --ema-half-lives, and --show-trained, evaluate several generators of one training
 run, a comparison free of the run-to-run noise. benchmarks/RESULTS.md records what was tried.
@@ -56,7 +57,9 @@ OUT_DIR = "quality_output"
 
 # Today's default before issue 11, kept runnable as the yardstick of its targets.
 BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_1=0.5, label_smoothing=0.0, augment=(),
-                generator_filters=(128, 64), discriminator_filters=(64, 128), ema_half_lives=(), show_trained=True)
+                generator_filters=(128, 64), discriminator_filters=(64, 128), generator_upsampling="transposed",
+                generator_extra_convolutions=0, discriminator_extra_convolutions=0, minibatch_stddev=False,
+                spectral_norm=False, r1_weight=0.0, lr_half_life=None, ema_half_lives=(), show_trained=True)
 
 
 def make_default_run(images, args, **overrides):
@@ -70,8 +73,12 @@ def make_default_run(images, args, **overrides):
     precision = precision_probe.decide(settings.precision, train.train_step, settings.batch_size).precision
     keras.utils.set_random_seed(settings.seed)
     with devices.dtype_policy(precision):
-        generator = models.make_generator_model(filters=tuple(settings.generator_filters))
-        discriminator = models.make_discriminator_model(filters=tuple(settings.discriminator_filters))
+        generator = models.make_generator_model(filters=tuple(settings.generator_filters),
+                                                upsampling=settings.generator_upsampling,
+                                                extra_convolutions=settings.generator_extra_convolutions)
+        discriminator = models.make_discriminator_model(
+            filters=tuple(settings.discriminator_filters), extra_convolutions=settings.discriminator_extra_convolutions,
+            minibatch_stddev=settings.minibatch_stddev, spectral_norm=settings.spectral_norm)
     generator_optimizer, discriminator_optimizer = models.make_optimizers(
         settings.g_learning_rate, settings.d_learning_rate, settings.beta_1,
         loss_scaling=(precision == "mixed_float16"))
@@ -82,9 +89,17 @@ def make_default_run(images, args, **overrides):
                                                                   seed=settings.seed)
                 for half_life in settings.ema_half_lives}
 
+    initial_learning_rates = (settings.g_learning_rate, settings.d_learning_rate)
+    images_per_epoch = len(images)
+
     def step(real_images):
+        if settings.lr_half_life is not None:  # as train.py does, epoch by epoch
+            epoch = int(generator_optimizer.iterations) * settings.batch_size // images_per_epoch
+            for optimizer, initial in zip((generator_optimizer, discriminator_optimizer), initial_learning_rates):
+                optimizer.learning_rate = initial * 0.5 ** (epoch / settings.lr_half_life)
         results = train.train_step(real_images, generator, discriminator, generator_optimizer,
-                                   discriminator_optimizer, noise_seed, settings.label_smoothing, settings.augment)
+                                   discriminator_optimizer, noise_seed, settings.label_smoothing, settings.augment,
+                                   settings.r1_weight, settings.r1_interval)
         for average in averages.values():
             average.update(tf.shape(real_images)[0])
         return float(results["g_loss"])  # reading a value waits for the step to finish
@@ -211,6 +226,24 @@ def make_argument_parser():
                                help="the generator's channels at 7x7 and at 14x14, as A,B")
     default_group.add_argument("--discriminator-filters", type=_filters, default=models.DISCRIMINATOR_FILTERS,
                                help="the discriminator's channels at 14x14 and at 7x7, as A,B")
+    default_group.add_argument("--generator-upsampling", choices=models.UPSAMPLINGS,
+                               default=models.GENERATOR_UPSAMPLING, help="how G doubles the image size")
+    default_group.add_argument("--generator-extra-convolutions", type=cli.bounded_int(0, 4),
+                               default=models.GENERATOR_EXTRA_CONVOLUTIONS,
+                               help="3x3 convolutions G adds at 7x7 and at 14x14 each")
+    default_group.add_argument("--discriminator-extra-convolutions", type=cli.bounded_int(0, 4),
+                               default=models.DISCRIMINATOR_EXTRA_CONVOLUTIONS,
+                               help="3x3 convolutions D adds at 14x14 and at 7x7 each")
+    default_group.add_argument("--minibatch-stddev", action=argparse.BooleanOptionalAction,
+                               default=models.MINIBATCH_STDDEV, help="D sees the spread of its batch")
+    default_group.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction,
+                               default=models.SPECTRAL_NORM, help="spectral normalization of D's weights")
+    default_group.add_argument("--lr-half-life", type=cli.positive_float, default=train.LEARNING_RATE_HALF_LIFE,
+                               help="epochs over which both learning rates halve (none: constant)")
+    default_group.add_argument("--r1-weight", type=cli.non_negative_float, default=models.R1_WEIGHT,
+                               help="weight gamma of the R1 penalty on D (0: off)")
+    default_group.add_argument("--r1-interval", type=cli.bounded_int(1, 10_000), default=models.R1_INTERVAL,
+                               help="apply the R1 penalty every this many steps")
     default_group.add_argument("--augment", type=cli.parsed_by(augment.parse), default=train.AUGMENTATIONS,
                                help="augmentations of every image D sees, comma-separated, or none")
     default_group.add_argument("--ema-half-lives", type=_half_lives, default=(train.EMA_HALF_LIFE_IMAGES,),

@@ -99,6 +99,14 @@ def _assert_one_clear_error(code, lines, expected_text):
     ("--ema-warmup", "-0.1", "must be in [0, 1)"),
     ("--ema-warmup", "2", "must be in [0, 1)"),
     ("--augment", "flip", "unknown augmentation flip"),
+    ("--r1-weight", "-1", "must be 0 or more"),
+    ("--lr-half-life", "-10", "must be a positive number"),
+    ("--lr-half-life", "0", "must be a positive number"),
+    ("--r1-weight", "nan", "expected a finite number"),
+    ("--r1-interval", "0", "must be between 1 and"),
+    ("--generator-upsampling", "bilinear", "invalid choice"),
+    ("--generator-extra-convolutions", "-1", "must be between 0 and"),
+    ("--discriminator-extra-convolutions", "two", "expected a whole number"),
     ("--augment", "translation,zoom", "unknown augmentation zoom"),
     ("--precision", "float8", "invalid choice"),
     ("--strategy", "tpu", "invalid choice"),
@@ -224,7 +232,7 @@ def test_checkpoint_for_another_architecture(finished_run, monkeypatch, capsys):
     monkeypatch.setattr(train.models, "GENERATOR_FILTERS", (32, 16))
     original = train.models.make_generator_model
     monkeypatch.setattr(train.models, "make_generator_model",
-                        lambda latent_dim: original(latent_dim, filters=(32, 16)))
+                        lambda latent_dim, **options: original(latent_dim, filters=(32, 16), **options))
     code, lines = _run_main(["--epochs", "2", "--data-dir", data_dir, "--out-dir", out_dir,
                              "--batch-size", "100"], capsys)
     _assert_one_clear_error(code, lines, "does not fit these models")

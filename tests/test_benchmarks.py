@@ -11,6 +11,7 @@ from conftest import REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
 
+import models  # noqa: E402
 import profile_step  # noqa: E402
 import quality  # noqa: E402
 import throughput  # noqa: E402
@@ -44,7 +45,20 @@ def test_the_quality_benchmark_evaluates_every_generator_of_a_run_and_the_baseli
     # The baseline is today's default before issue 11: the trained G itself, batch 64.
     step, generators, dataset = quality.make_baseline_run(images, args)
     assert list(generators) == [""] and next(iter(dataset)).shape[0] == 64
-    assert generators[""]().count_params() == trained.count_params()
+    assert generators[""]().count_params() == models.make_generator_model(extra_convolutions=0).count_params()
+
+
+def test_the_quality_benchmark_trains_the_issue_11_variants():
+    images = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    args = quality.make_argument_parser().parse_args(
+        ["--seed", "0", "--batch-size", "32", "--precision", "float32", "--generator-upsampling", "resize",
+         "--generator-extra-convolutions", "1", "--discriminator-extra-convolutions", "1", "--minibatch-stddev",
+         "--spectral-norm", "--r1-weight", "1", "--r1-interval", "2", "--lr-half-life", "1", "--show-trained"])
+    step, generators, dataset = quality.make_default_run(images, args)
+    batches = iter(dataset.repeat())
+    assert all(np.isfinite(step(next(batches))) for _ in range(3))
+    layer_types = [type(layer).__name__ for layer in generators["trained G"]().layers]
+    assert "UpSampling2D" in layer_types and "Conv2DTranspose" not in layer_types
 
 
 class _FakeEvaluator:

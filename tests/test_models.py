@@ -104,16 +104,95 @@ def test_optimizers_are_adam_with_the_projects_settings():
     for optimizer in (generator_optimizer, discriminator_optimizer):
         assert isinstance(optimizer, keras.optimizers.Adam)
         assert float(optimizer.learning_rate) == pytest.approx(5e-4)
-        assert float(optimizer.beta_1) == pytest.approx(0.5)
+        assert float(optimizer.beta_1) == pytest.approx(models.BETA_1)
     assert generator_optimizer is not discriminator_optimizer
     scaled = models.make_optimizers(loss_scaling=True)
     assert all(isinstance(optimizer, keras.optimizers.LossScaleOptimizer) for optimizer in scaled)
 
 
 def test_discriminator_scores_images_independently_of_their_batch():
-    # No BatchNorm in D: its verdict on an image must not depend on the rest of the batch.
-    discriminator = models.make_discriminator_model()
+    # No BatchNorm in D: apart from the minibatch feature, which exists to see the batch,
+    # its verdict on an image must not depend on the rest of the batch.
+    discriminator = models.make_discriminator_model(minibatch_stddev=False)
     images = tf.random.uniform([6, 28, 28, 1], -1, 1)
     together = discriminator(images, training=True).numpy()
     apart = np.concatenate([discriminator(images[:2], training=True), discriminator(images[2:], training=True)])
     np.testing.assert_allclose(together, apart, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("upsampling", models.UPSAMPLINGS)
+@pytest.mark.parametrize("extra_convolutions", [0, 2])
+def test_generator_variants_keep_the_shape_and_range(upsampling, extra_convolutions):
+    generator = models.make_generator_model(latent_dim=8, upsampling=upsampling,
+                                            extra_convolutions=extra_convolutions)
+    images = generator(tf.random.normal([3, 8]), training=True)
+    assert images.shape == (3, 28, 28, 1) and float(tf.reduce_max(tf.abs(images))) <= 1.0
+    layer_types = [type(layer).__name__ for layer in generator.layers]
+    # resize: nearest-neighbour upsampling and plain convolutions, never a transposed one.
+    assert layer_types.count("Conv2DTranspose") == (2 if upsampling == "transposed" else 0)
+    assert layer_types.count("UpSampling2D") == (0 if upsampling == "transposed" else 2)
+    # The extra 3x3 convolutions come at 7x7 and at 14x14, each with BatchNorm.
+    extra = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)
+             and not isinstance(layer, keras.layers.Conv2DTranspose) and layer.strides == (1, 1)
+             and layer.filters > 1]
+    assert len(extra) == 2 * extra_convolutions + (1 if upsampling == "resize" else 0)
+    assert layer_types.count("BatchNormalization") == 2 + 2 * extra_convolutions
+
+
+def test_discriminator_variants_give_one_float32_logit_and_save(tmp_path):
+    with devices.dtype_policy("mixed_bfloat16"):
+        discriminator = models.make_discriminator_model(extra_convolutions=1, minibatch_stddev=True,
+                                                        spectral_norm=True)
+    images = tf.random.uniform([8, 28, 28, 1], -1, 1)
+    logits = discriminator(images, training=False)
+    assert logits.shape == (8, 1) and logits.dtype == tf.float32
+    layer_types = [type(layer).__name__ for layer in discriminator.layers]
+    # Every layer with weights is normalized: 2 strided + 2 extra convolutions, the logit.
+    assert layer_types.count("SpectralNormalization") == 5
+    assert layer_types.count("MinibatchStandardDeviation") == 1
+    path = str(tmp_path / "discriminator.keras")
+    discriminator.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(images, training=False), logits, rtol=1e-2, atol=1e-2)
+
+
+def test_spectral_norm_bounds_every_weight_matrix_by_one():
+    discriminator = models.make_discriminator_model(spectral_norm=True)
+    images = tf.random.uniform([8, 28, 28, 1], -1, 1)
+    for _ in range(30):  # each training call runs one power iteration
+        discriminator(images, training=True)
+    for layer in discriminator.layers:
+        if isinstance(layer, keras.layers.SpectralNormalization):
+            kernel = layer.layer.kernel.numpy()
+            largest = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+            assert largest == pytest.approx(1.0, abs=0.05)
+
+
+def test_minibatch_stddev_appends_the_spread_of_each_group():
+    layer = models.MinibatchStandardDeviation(group_size=2)
+    # Groups are consecutive images: (0, 1) differ by 2 everywhere, (2, 3) are equal.
+    features = tf.constant([0.0, 2.0, 5.0, 5.0])[:, None, None, None] * tf.ones([4, 3, 3, 2])
+    spread = layer(features)
+    assert spread.shape == (4, 3, 3, 3)
+    np.testing.assert_allclose(spread[..., :2], features)
+    np.testing.assert_allclose(spread[:, 0, 0, 2], [1.0, 1.0, 1e-4, 1e-4], rtol=1e-3)
+    # A batch the group size does not divide uses the largest group size that does.
+    assert models.MinibatchStandardDeviation(group_size=4)(tf.ones([3, 2, 2, 1])).shape == (3, 2, 2, 2)
+
+
+@pytest.mark.parametrize("bad", [dict(upsampling="bilinear"), dict(extra_convolutions=-1),
+                                 dict(extra_convolutions=1.5)])
+def test_generator_rejects_bad_variants(bad):
+    with pytest.raises(ValueError):
+        models.make_generator_model(**bad)
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_its_squared_weights():
+    # D(x) = w . x + b: its gradient with respect to x is w everywhere.
+    weights = np.random.default_rng(0).normal(size=(28 * 28, 1)).astype("float32")
+    images = keras.Input(shape=models.IMAGE_SHAPE)
+    dense = keras.layers.Dense(1)
+    discriminator = keras.Model(images, dense(keras.layers.Flatten()(images)))
+    dense.set_weights([weights, np.array([0.3], "float32")])
+    penalty = models.r1_penalty(discriminator, tf.random.uniform([5, 28, 28, 1], -1, 1))
+    assert penalty.dtype == tf.float32
+    assert float(penalty) == pytest.approx(float(np.sum(weights ** 2)), rel=1e-5)

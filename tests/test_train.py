@@ -58,6 +58,70 @@ def test_one_step_changes_both_models_and_returns_finite_metrics():
     assert int(generator_optimizer.iterations) == 1 and int(discriminator_optimizer.iterations) == 1
 
 
+def _one_step_from(seed, iteration, r1_weight, r1_interval=2):
+    """D's weights after one step from weights drawn from `seed`, at optimizer step `iteration`."""
+    keras.utils.set_random_seed(seed)
+    generator, discriminator = models.make_generator_model(latent_dim=16), models.make_discriminator_model()
+    generator_optimizer, discriminator_optimizer = models.make_optimizers()
+    generator_optimizer.build(generator.trainable_variables)
+    discriminator_optimizer.build(discriminator.trainable_variables)
+    for optimizer in (generator_optimizer, discriminator_optimizer):
+        optimizer.iterations.assign(iteration)
+    real_images = tf.random.stateless_uniform([8, 28, 28, 1], [seed, 1], -1, 1)
+    train.train_step(real_images, generator, discriminator, generator_optimizer, discriminator_optimizer,
+                     tf.constant(0, tf.int64), r1_weight=r1_weight, r1_interval=r1_interval)
+    return _weights(discriminator), _weights(generator)
+
+
+def test_the_r1_penalty_changes_d_only_on_every_intervalth_step():
+    plain_discriminator, plain_generator = _one_step_from(3, 0, r1_weight=0.0)
+    penalized_discriminator, penalized_generator = _one_step_from(3, 0, r1_weight=10.0)
+    assert any(not np.allclose(a, b) for a, b in zip(plain_discriminator, penalized_discriminator))
+    for a, b in zip(plain_generator, penalized_generator):  # G's update never sees R1
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # Step 1 with an interval of 2: lazy regularization skips it.
+    plain_discriminator, _ = _one_step_from(3, 1, r1_weight=0.0)
+    skipped_discriminator, _ = _one_step_from(3, 1, r1_weight=10.0)
+    for a, b in zip(plain_discriminator, skipped_discriminator):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_variant_models_and_r1_train_resume_and_refuse_another_architecture(tiny_images, tmp_path):
+    out_dir = str(tmp_path)
+    variant = dict(generator_options=dict(upsampling="resize", extra_convolutions=1),
+                   discriminator_options=dict(minibatch_stddev=True, spectral_norm=True), r1_weight=1.0, r1_interval=2)
+    train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 1, out_dir=out_dir, seed=8, verbose=0, **variant)
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=out_dir, verbose=0, **variant)
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert all(np.isfinite(row["d_loss"]) for row in history)
+    settings = run_settings.load(out_dir)
+    assert settings["r1_weight"] == 1.0 and settings["discriminator_options"]["spectral_norm"] is True
+    saved = keras.models.load_model(os.path.join(out_dir, "generator.keras"))
+    assert "UpSampling2D" in [type(layer).__name__ for layer in saved.layers]
+    # The same run without spectral normalization is another D, though its checkpoint
+    # would restore into it: refused, not half-restored.
+    with pytest.raises(ValueError, match="trained with discriminator_options"):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 3, out_dir=out_dir, verbose=0,
+                    **{**variant, "discriminator_options": dict(minibatch_stddev=True)})
+
+
+def test_the_learning_rates_halve_every_half_life_epochs_also_across_a_resume(tiny_images, tmp_path):
+    def run(epochs):
+        generator_optimizer, discriminator_optimizer = models.make_optimizers(1e-3, 4e-4)
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=9), epochs, out_dir=str(tmp_path), seed=9,
+                    verbose=0, generator_optimizer=generator_optimizer, discriminator_optimizer=discriminator_optimizer,
+                    learning_rate_half_life=2.0)
+        return float(generator_optimizer.learning_rate.numpy()), float(discriminator_optimizer.learning_rate.numpy())
+
+    # Epoch e trains at 0.5 ** (e / 2) of the initial rates: epoch 0 at 1, epoch 2 at 0.5.
+    assert run(1) == pytest.approx((1e-3, 4e-4))
+    assert run(3) == pytest.approx((0.5e-3, 2e-4))
+    assert run_settings.load(str(tmp_path))["learning_rate_half_life"] == 2.0
+    with pytest.raises(ValueError, match="half-life must be a positive number of epochs"):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=9), 4, out_dir=str(tmp_path), verbose=0,
+                    learning_rate_half_life=0)
+
+
 def test_noise_differs_between_steps_and_follows_the_seed():
     images = tf.zeros([4, 28, 28, 1])
     first = devices.sample_noise(images, 10, tf.constant([7, 0], tf.int64))
