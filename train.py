@@ -260,7 +260,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
             if learning_rate_half_life is not None:
                 # Smaller steps as training goes on: late updates refine instead of wander.
                 for optimizer, initial in zip(optimizers, initial_learning_rates):
-                    optimizer.learning_rate = initial * 0.5 ** (epoch / learning_rate_half_life)
+                    optimizer.learning_rate = decayed_learning_rate(initial, epoch, learning_rate_half_life)
             for real_images in run.batches():
                 # train_step on this batch: on one device, or split over several.
                 results = run.step(real_images, generator, discriminator, generator_optimizer,
@@ -275,6 +275,13 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
             run.end_epoch(averaged_generator)
     # generator.keras is the averaged G; the checkpoint keeps the trained one as well.
     return run.finish(generator_average.generator(), discriminator)
+
+
+def decayed_learning_rate(initial, epoch, half_life):
+    """Returns the learning rate of epoch `epoch` (from 0): `initial` halved every
+    `half_life` epochs, smoothly (0.5 ** (epoch / half_life)); `initial` itself when
+    `half_life` is None."""
+    return initial if half_life is None else initial * 0.5 ** (epoch / half_life)
 
 
 def load_training_dataset(batch_size=BATCH_SIZE, data_dir=None, max_images=None, seed=SEED):

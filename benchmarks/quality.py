@@ -96,7 +96,7 @@ def make_default_run(images, args, **overrides):
         if settings.lr_half_life is not None:  # as train.py does, epoch by epoch
             epoch = int(generator_optimizer.iterations) * settings.batch_size // images_per_epoch
             for optimizer, initial in zip((generator_optimizer, discriminator_optimizer), initial_learning_rates):
-                optimizer.learning_rate = initial * 0.5 ** (epoch / settings.lr_half_life)
+                optimizer.learning_rate = train.decayed_learning_rate(initial, epoch, settings.lr_half_life)
         results = train.train_step(real_images, generator, discriminator, generator_optimizer,
                                    discriminator_optimizer, noise_seed, settings.label_smoothing, settings.augment,
                                    settings.r1_weight, settings.r1_interval)
@@ -137,12 +137,15 @@ def make_tutorial_run(images, args):
 CONFIGURATIONS = {"default": make_default_run, "baseline": make_baseline_run, "tutorial": make_tutorial_run}
 
 
-def measure(name, run, minutes, evaluator, num_samples, seed, clock_rate=None):
+def measure(name, run, minutes, evaluator, num_samples, seed, clock_rate=None, save_dir=None):
     """Trains one configuration for `minutes` of training time, evaluating on the way.
 
     Args:
         clock_rate: None measures training time by the clock; a number of images/s
             counts images_seen / clock_rate as the training time instead.
+        save_dir: None, or a directory where each evaluated generator is saved as
+            <config>_<M>min.keras (as "default_ema_100000_60min.keras"), for checks of
+            its own, such as an Inception FID on another machine.
 
     Returns:
         A list of dicts: config (with the generator's label), minutes, seconds (by the
@@ -163,12 +166,16 @@ def measure(name, run, minutes, evaluator, num_samples, seed, clock_rate=None):
         if training_seconds >= marks[0]:
             marks.pop(0)
             for label, make_generator in generators.items():
-                results = evaluator.evaluate(make_generator(), num_samples=num_samples, seed=seed)
+                generator = make_generator()
+                results = evaluator.evaluate(generator, num_samples=num_samples, seed=seed)
                 config = f"{name} ({label})" if label else name
                 record = {"config": config, "minutes": training_seconds / 60, "seconds": seconds, "steps": steps,
                           "images_seen": images_seen, "images_per_second": images_seen / seconds}
                 record.update({key: results[key] for key in ("fid", "precision", "recall", "inception_score")})
                 records.append(record)
+                if save_dir is not None:
+                    slug = "_".join(config.replace("(", "").replace(")", "").split())
+                    generator.save(os.path.join(save_dir, f"{slug}_{training_seconds / 60:.0f}min.keras"))
                 print(f"{config:>22}  {training_seconds / 60:6.1f} min  {steps:6d} steps  "
                       f"{images_seen / 60000:5.2f} epochs  {record['images_per_second']:6.0f} img/s  "
                       f"FID {record['fid']:7.2f}  precision {record['precision']:.3f}  "
@@ -205,7 +212,8 @@ def make_argument_parser():
                         help="generated images per evaluation")
     # A fixed default: configurations compared across runs should start alike.
     cli.add_seed_argument(parser, default=SEED, help_text="seed of the weights, the data order and the noise")
-    parser.add_argument("--out-dir", default=OUT_DIR, help="directory for quality.json and quality.png")
+    parser.add_argument("--out-dir", default=OUT_DIR,
+                        help="directory for quality.json, quality.png and the evaluated generators")
     parser.add_argument("--data-dir", default=None,
                         help="directory holding the Fashion-MNIST .gz files (none: as data.py finds them)")
     parser.add_argument("--clock-rate", type=cli.positive_float, default=None,
@@ -278,7 +286,7 @@ def main(argv=None):
     records = []
     for name in names:
         records += measure(name, CONFIGURATIONS[name](images, args), args.minutes, evaluator, args.samples, args.seed,
-                           args.clock_rate)
+                           args.clock_rate, save_dir=args.out_dir)
         with open(os.path.join(args.out_dir, "quality.json"), "w") as file:
             json.dump({"settings": vars(args), "records": records}, file, indent=1, default=str)
     print(f"plot: {plot(records, os.path.join(args.out_dir, 'quality.png'))}")

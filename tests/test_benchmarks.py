@@ -84,6 +84,24 @@ def test_the_quality_benchmarks_clock_rate_counts_images_not_seconds():
     assert evaluator.calls == ["averaged", "trained"]
 
 
+def test_the_quality_benchmark_saves_every_evaluated_generator_with_its_minutes(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(np.zeros((100, 10, 28, 28, 1), np.float32))
+    averaged = models.make_generator_model(latent_dim=8, filters=(8, 4), extra_convolutions=0)
+    trained = models.make_generator_model(latent_dim=8, filters=(8, 4), extra_convolutions=0)
+    generators = {"": lambda: averaged, "trained G": lambda: trained}
+    quality.measure("default", (lambda images: 0.0, generators, dataset), 2.0, _FakeEvaluator(), 200, 0,
+                    clock_rate=60, save_dir=str(tmp_path))
+    # Marks at 1 and 2 minutes of 60 images/s, each generator saved at each.
+    assert sorted(os.listdir(tmp_path)) == ["default_1min.keras", "default_2min.keras",
+                                            "default_trained_G_1min.keras", "default_trained_G_2min.keras"]
+    loaded = keras.saving.load_model(str(tmp_path / "default_trained_G_2min.keras"))
+    noise = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    np.testing.assert_allclose(loaded(noise, training=False), trained(noise, training=False), atol=1e-6)
+
+
 def test_the_throughput_benchmark_builds_and_steps_every_configuration():
     import data
 
