@@ -164,7 +164,7 @@ def measure(name, run, minutes, evaluator, num_samples, seed, clock_rate=None, s
         images_seen += int(tf.shape(real_images)[0])
         training_seconds = seconds if clock_rate is None else images_seen / clock_rate
         if training_seconds >= marks[0]:
-            marks.pop(0)
+            mark_minutes = marks.pop(0) / 60
             for label, make_generator in generators.items():
                 generator = make_generator()
                 results = evaluator.evaluate(generator, num_samples=num_samples, seed=seed)
@@ -175,7 +175,7 @@ def measure(name, run, minutes, evaluator, num_samples, seed, clock_rate=None, s
                 records.append(record)
                 if save_dir is not None:
                     slug = "_".join(config.replace("(", "").replace(")", "").split())
-                    generator.save(os.path.join(save_dir, f"{slug}_{training_seconds / 60:.0f}min.keras"))
+                    generator.save(os.path.join(save_dir, f"{slug}_{mark_minutes:g}min.keras"))
                 print(f"{config:>22}  {training_seconds / 60:6.1f} min  {steps:6d} steps  "
                       f"{images_seen / 60000:5.2f} epochs  {record['images_per_second']:6.0f} img/s  "
                       f"FID {record['fid']:7.2f}  precision {record['precision']:.3f}  "
