@@ -95,6 +95,17 @@ def fraction(text):
     return value
 
 
+def positive_int_pair(text):
+    """argparse type: two positive whole numbers separated by a comma ("128,64"), as a tuple."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two comma-separated whole numbers, got {text!r}") from None
+    if len(values) != 2 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected two positive whole numbers, got {text!r}")
+    return values
+
+
 seed_type = bounded_int(0, MAX_SEED)
 
 

@@ -27,6 +27,10 @@ STEP_DEFINING = ("batch_size", "steps_per_epoch")
 ARCHITECTURE = ("generator_options", "discriminator_options")
 # Records, not settings: why the precision was chosen (its measured speeds vary).
 NOT_COMPARED = ("precision_choice",)
+# Options that earlier versions did not record, with the values those versions always used,
+# so that their runs resume with the same models.
+UNRECORDED_ARCHITECTURE = {"generator_options": {"filters": [128, 64]},
+                           "discriminator_options": {"filters": [64, 128]}}
 
 
 def load(out_dir):
@@ -70,6 +74,12 @@ def compare(previous, current, epoch, step_in_epoch):
     """
     if previous is None:
         return []
+    # Compare what the file will hold: tuples become lists in JSON.
+    current = json.loads(json.dumps(current))
+    previous = dict(previous)
+    for name, unrecorded in UNRECORDED_ARCHITECTURE.items():
+        if isinstance(previous.get(name), dict):
+            previous[name] = {**unrecorded, **previous[name]}
     changes = {name: (previous[name], value) for name, value in current.items()
                if name in previous and name not in NOT_COMPARED and previous[name] != value}
     for name in ARCHITECTURE:

@@ -61,6 +61,8 @@ LABEL_SMOOTHING = models.LABEL_SMOOTHING  # 0: one-sided 0.1 gave the same FID a
 AUGMENTATIONS = ()  # none: translation,cutout gave FID 116, not 84, after 5 minutes (slower learning)
 # The architecture (models.py says why each): G upsamples with transposed convolutions and
 # has one extra 3x3 convolution per resolution; D plain, with the minibatch feature.
+GENERATOR_FILTERS = models.GENERATOR_FILTERS  # (128, 64) channels at 7x7 and at 14x14
+DISCRIMINATOR_FILTERS = models.DISCRIMINATOR_FILTERS  # (64, 128) channels at 14x14 and at 7x7
 GENERATOR_UPSAMPLING = models.GENERATOR_UPSAMPLING  # "transposed"
 GENERATOR_EXTRA_CONVOLUTIONS = models.GENERATOR_EXTRA_CONVOLUTIONS  # 1
 DISCRIMINATOR_EXTRA_CONVOLUTIONS = models.DISCRIMINATOR_EXTRA_CONVOLUTIONS  # 0
@@ -189,7 +191,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         r1_weight, r1_interval: the R1 penalty on D (train_step).
         generator_options, discriminator_options: keyword arguments of
             models.make_generator_model / make_discriminator_model for models built here
-            (upsampling, extra_convolutions, minibatch_stddev, spectral_norm).
+            (filters, upsampling, extra_convolutions, minibatch_stddev, spectral_norm).
         learning_rate_half_life: epochs over which both learning rates halve, epoch by
             epoch (epoch e trains at the initial rates times 0.5 ** (e / half-life));
             None keeps them constant.
@@ -220,9 +222,9 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
     """
     augmentations = augment.parse(augmentations)
     # Every option spelled out, as run_settings.json records them for a resume to match.
-    generator_options = {"upsampling": GENERATOR_UPSAMPLING, "extra_convolutions": GENERATOR_EXTRA_CONVOLUTIONS,
-                         **(generator_options or {})}
-    discriminator_options = {"extra_convolutions": DISCRIMINATOR_EXTRA_CONVOLUTIONS,
+    generator_options = {"filters": GENERATOR_FILTERS, "upsampling": GENERATOR_UPSAMPLING,
+                         "extra_convolutions": GENERATOR_EXTRA_CONVOLUTIONS, **(generator_options or {})}
+    discriminator_options = {"filters": DISCRIMINATOR_FILTERS, "extra_convolutions": DISCRIMINATOR_EXTRA_CONVOLUTIONS,
                              "minibatch_stddev": MINIBATCH_STDDEV, "spectral_norm": SPECTRAL_NORM,
                              **(discriminator_options or {})}
     if learning_rate_half_life is not None and not learning_rate_half_life > 0:
@@ -334,6 +336,10 @@ def make_argument_parser():
     add("--r1-weight", type=cli.non_negative_float, default=R1_WEIGHT,
         help="weight gamma of the R1 penalty on D's gradients at real images (0: off)")
     add("--r1-interval", type=cli.bounded_int(1, 10_000), default=R1_INTERVAL, help="apply R1 every N steps")
+    add("--generator-filters", type=cli.positive_int_pair, default=GENERATOR_FILTERS,
+        help="G's channels at 7x7 and at 14x14, as A,B")
+    add("--discriminator-filters", type=cli.positive_int_pair, default=DISCRIMINATOR_FILTERS,
+        help="D's channels at 14x14 and at 7x7, as A,B")
     add("--generator-upsampling", choices=models.UPSAMPLINGS, default=GENERATOR_UPSAMPLING,
         help="how G doubles the image size: transposed convolution, or resize then convolve")
     add("--generator-extra-convolutions", type=cli.bounded_int(0, 8), default=GENERATOR_EXTRA_CONVOLUTIONS,
@@ -381,9 +387,10 @@ def main(argv=None):
               discriminator_learning_rate=args.d_learning_rate, beta_1=args.beta_1,
               label_smoothing=args.label_smoothing, augmentations=args.augment, r1_weight=args.r1_weight,
               r1_interval=args.r1_interval, learning_rate_half_life=args.lr_half_life,
-              generator_options=dict(upsampling=args.generator_upsampling,
+              generator_options=dict(filters=args.generator_filters, upsampling=args.generator_upsampling,
                                      extra_convolutions=args.generator_extra_convolutions),
-              discriminator_options=dict(extra_convolutions=args.discriminator_extra_convolutions,
+              discriminator_options=dict(filters=args.discriminator_filters,
+                                         extra_convolutions=args.discriminator_extra_convolutions,
                                          minibatch_stddev=args.minibatch_stddev, spectral_norm=args.spectral_norm),
               ema_half_life_images=None if args.no_ema else args.ema_half_life, ema_warmup_fraction=args.ema_warmup,
               seed=args.seed, precision=args.precision, strategy=strategy,

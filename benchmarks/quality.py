@@ -230,9 +230,10 @@ def make_argument_parser():
                                help="Adam's beta_1 for both optimizers")
     default_group.add_argument("--label-smoothing", type=cli.fraction, default=models.LABEL_SMOOTHING,
                                help="one-sided label smoothing of the real images' targets")
-    default_group.add_argument("--generator-filters", type=_filters, default=models.GENERATOR_FILTERS,
-                               help="the generator's channels at 7x7 and at 14x14, as A,B")
-    default_group.add_argument("--discriminator-filters", type=_filters, default=models.DISCRIMINATOR_FILTERS,
+    default_group.add_argument("--generator-filters", type=cli.positive_int_pair,
+                               default=models.GENERATOR_FILTERS, help="the generator's channels at 7x7 and at 14x14, as A,B")
+    default_group.add_argument("--discriminator-filters", type=cli.positive_int_pair,
+                               default=models.DISCRIMINATOR_FILTERS,
                                help="the discriminator's channels at 14x14 and at 7x7, as A,B")
     default_group.add_argument("--generator-upsampling", choices=models.UPSAMPLINGS,
                                default=models.GENERATOR_UPSAMPLING, help="how G doubles the image size")
@@ -291,16 +292,6 @@ def main(argv=None):
             json.dump({"settings": vars(args), "records": records}, file, indent=1, default=str)
     print(f"plot: {plot(records, os.path.join(args.out_dir, 'quality.png'))}")
     return 0
-
-
-def _filters(text):
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two comma-separated whole numbers, got {text!r}") from None
-    if len(values) != 2 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected two positive whole numbers, got {text!r}")
-    return values
 
 
 def _half_lives(text):

@@ -105,6 +105,10 @@ def _assert_one_clear_error(code, lines, expected_text):
     ("--r1-weight", "nan", "expected a finite number"),
     ("--r1-interval", "0", "must be between 1 and"),
     ("--generator-upsampling", "bilinear", "invalid choice"),
+    ("--generator-filters", "128", "expected two positive whole numbers"),
+    ("--generator-filters", "128,64,32", "expected two positive whole numbers"),
+    ("--discriminator-filters", "64,0", "expected two positive whole numbers"),
+    ("--discriminator-filters", "wide", "expected two comma-separated whole numbers"),
     ("--generator-extra-convolutions", "-1", "must be between 0 and"),
     ("--discriminator-extra-convolutions", "two", "expected a whole number"),
     ("--augment", "translation,zoom", "unknown augmentation zoom"),
@@ -226,15 +230,11 @@ def test_checkpoint_for_another_latent_size(finished_run, capsys):
     assert _snapshot(out_dir) == before
 
 
-def test_checkpoint_for_another_architecture(finished_run, monkeypatch, capsys):
+def test_checkpoint_for_another_architecture(finished_run, capsys):
     data_dir, out_dir = finished_run
     before = _snapshot(out_dir)
-    monkeypatch.setattr(train.models, "GENERATOR_FILTERS", (32, 16))
-    original = train.models.make_generator_model
-    monkeypatch.setattr(train.models, "make_generator_model",
-                        lambda latent_dim, **options: original(latent_dim, filters=(32, 16), **options))
     code, lines = _run_main(["--epochs", "2", "--data-dir", data_dir, "--out-dir", out_dir,
-                             "--batch-size", "100"], capsys)
+                             "--batch-size", "100", "--generator-filters", "32,16"], capsys)
     _assert_one_clear_error(code, lines, "does not fit these models")
     assert _snapshot(out_dir) == before
 

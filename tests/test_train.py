@@ -105,6 +105,36 @@ def test_variant_models_and_r1_train_resume_and_refuse_another_architecture(tiny
                     **{**variant, "discriminator_options": dict(minibatch_stddev=True)})
 
 
+def test_other_widths_train_and_resume_and_runs_of_earlier_versions_resume_with_the_default_widths(
+        tiny_images, tmp_path, capsys):
+    narrow = dict(generator_options=dict(filters=(16, 8)), discriminator_options=dict(filters=(8, 16)))
+    narrow_dir = str(tmp_path / "narrow")
+    train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 1, out_dir=narrow_dir, seed=8, verbose=0, **narrow)
+    # Given as tuples again, though run_settings.json holds lists: the same models, resumed.
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=narrow_dir, verbose=0,
+                          **narrow)
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert run_settings.load(narrow_dir)["generator_options"]["filters"] == [16, 8]
+    saved = keras.models.load_model(os.path.join(narrow_dir, "generator.keras"))
+    assert saved.get_layer(index=1).units == 7 * 7 * 16  # the Dense projection to 7x7x16
+
+    # Earlier versions recorded no widths: their runs had the default ones and resume.
+    old_dir = str(tmp_path / "old")
+    train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 1, out_dir=old_dir, seed=8, verbose=2)
+    settings = run_settings.load(old_dir)
+    for name in ("generator_options", "discriminator_options"):
+        del settings[name]["filters"]
+    run_settings.save(old_dir, settings)
+    capsys.readouterr()
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=old_dir, verbose=2)
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert "Settings changed" not in capsys.readouterr().out
+    # ... but not with other widths.
+    current = {**settings, "generator_options": {**settings["generator_options"], "filters": (32, 16)}}
+    with pytest.raises(ValueError, match="trained with generator_options"):
+        run_settings.compare(settings, current, 1, 0)
+
+
 def test_the_learning_rates_halve_every_half_life_epochs_also_across_a_resume(tiny_images, tmp_path):
     def run(epochs):
         generator_optimizer, discriminator_optimizer = models.make_optimizers(1e-3, 4e-4)
