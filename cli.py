@@ -79,6 +79,11 @@ def positive_float(text):
     return value
 
 
+def positive_float_or_none(text):
+    """argparse type: a finite number above 0, or "none" for None (a setting turned off)."""
+    return None if text.strip().lower() == "none" else positive_float(text)
+
+
 def non_negative_float(text):
     """argparse type: a finite number, 0 or above."""
     value = _finite_number(text)

@@ -68,7 +68,10 @@ GENERATOR_EXTRA_CONVOLUTIONS = models.GENERATOR_EXTRA_CONVOLUTIONS  # 1
 DISCRIMINATOR_EXTRA_CONVOLUTIONS = models.DISCRIMINATOR_EXTRA_CONVOLUTIONS  # 0
 MINIBATCH_STDDEV = models.MINIBATCH_STDDEV  # True
 SPECTRAL_NORM = models.SPECTRAL_NORM  # False
-LEARNING_RATE_HALF_LIFE = None  # constant rates; decay (--lr-half-life) is not measured yet
+# Both rates halve every 12 epochs (0.42x in the default run's last epoch): late updates
+# refine instead of wander. FID 12.8 against 14.5 with constant rates after 20 minutes
+# (seed 0; seed 1: 11.7), 9.8 against 13.3 after 40.
+LEARNING_RATE_HALF_LIFE = 12.0
 R1_WEIGHT = models.R1_WEIGHT  # 0: R1 gamma 0.1 measured no better after 5 minutes
 R1_INTERVAL = models.R1_INTERVAL  # 16, StyleGAN2's lazy regularization
 EMA_HALF_LIFE_IMAGES = averaging.HALF_LIFE_IMAGES  # the shown G averages G's weights over about this many images
@@ -331,8 +334,8 @@ def make_argument_parser():
     add("--label-smoothing", type=cli.fraction, default=LABEL_SMOOTHING, help="one-sided, of D's real targets")
     add("--augment", type=cli.parsed_by(augment.parse), default="none",
         help=f"augment every image D sees: {', '.join(augment.AUGMENTATIONS)}, comma-separated, or none")
-    add("--lr-half-life", type=cli.positive_float, default=LEARNING_RATE_HALF_LIFE,
-        help="epochs over which both learning rates halve (none: constant rates)")
+    add("--lr-half-life", type=cli.positive_float_or_none, default=LEARNING_RATE_HALF_LIFE,
+        help="epochs over which both learning rates halve, or none: constant rates")
     add("--r1-weight", type=cli.non_negative_float, default=R1_WEIGHT,
         help="weight gamma of the R1 penalty on D's gradients at real images (0: off)")
     add("--r1-interval", type=cli.bounded_int(1, 10_000), default=R1_INTERVAL, help="apply R1 every N steps")

@@ -247,7 +247,8 @@ def make_argument_parser():
                                default=models.MINIBATCH_STDDEV, help="D sees the spread of its batch")
     default_group.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction,
                                default=models.SPECTRAL_NORM, help="spectral normalization of D's weights")
-    default_group.add_argument("--lr-half-life", type=cli.positive_float, default=train.LEARNING_RATE_HALF_LIFE,
+    default_group.add_argument("--lr-half-life", type=cli.positive_float_or_none,
+                               default=train.LEARNING_RATE_HALF_LIFE,
                                help="epochs over which both learning rates halve (none: constant)")
     default_group.add_argument("--r1-weight", type=cli.non_negative_float, default=models.R1_WEIGHT,
                                help="weight gamma of the R1 penalty on D (0: off)")

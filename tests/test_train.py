@@ -152,6 +152,13 @@ def test_the_learning_rates_halve_every_half_life_epochs_also_across_a_resume(ti
                     learning_rate_half_life=0)
 
 
+def test_the_learning_rate_decay_is_on_by_default_and_none_turns_it_off():
+    parser = train.make_argument_parser()
+    assert parser.parse_args([]).lr_half_life == train.LEARNING_RATE_HALF_LIFE > 0
+    assert parser.parse_args(["--lr-half-life", "none"]).lr_half_life is None
+    assert parser.parse_args(["--lr-half-life", "20"]).lr_half_life == 20.0
+
+
 def test_noise_differs_between_steps_and_follows_the_seed():
     images = tf.zeros([4, 28, 28, 1])
     first = devices.sample_noise(images, 10, tf.constant([7, 0], tf.int64))
@@ -367,8 +374,10 @@ def test_a_new_learning_rate_replaces_the_checkpoints(tiny_images, tmp_path, cap
     generator_optimizer, discriminator_optimizer = models.make_optimizers(generator_learning_rate=1e-4)
     train.train(data.make_dataset(tiny_images, TINY_BATCH), 2, out_dir=out_dir, verbose=2,
                 generator_optimizer=generator_optimizer, discriminator_optimizer=discriminator_optimizer)
-    # The checkpoint held 5e-4; the run goes on with the rate it was given, and says so.
-    assert float(generator_optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
+    # The checkpoint held 5e-4; the run goes on with the rate it was given (decayed for
+    # epoch 1 by the default half-life), and says so.
+    expected = train.decayed_learning_rate(1e-4, 1, train.LEARNING_RATE_HALF_LIFE)
+    assert float(generator_optimizer.learning_rate.numpy()) == pytest.approx(expected)
     assert "generator_learning_rate 0.0005 -> 0.0001" in capsys.readouterr().out
 
 
