@@ -231,7 +231,8 @@ def make_argument_parser():
     default_group.add_argument("--label-smoothing", type=cli.fraction, default=models.LABEL_SMOOTHING,
                                help="one-sided label smoothing of the real images' targets")
     default_group.add_argument("--generator-filters", type=cli.positive_int_pair,
-                               default=models.GENERATOR_FILTERS, help="the generator's channels at 7x7 and at 14x14, as A,B")
+                               default=models.GENERATOR_FILTERS,
+                               help="the generator's channels at 7x7 and at 14x14, as A,B")
     default_group.add_argument("--discriminator-filters", type=cli.positive_int_pair,
                                default=models.DISCRIMINATOR_FILTERS,
                                help="the discriminator's channels at 14x14 and at 7x7, as A,B")
