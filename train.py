@@ -72,7 +72,8 @@ MINIBATCH_STDDEV = models.MINIBATCH_STDDEV  # True
 SPECTRAL_NORM = models.SPECTRAL_NORM  # False
 # Both rates halve every 12 epochs (0.45x in the default run's last epoch): late updates
 # refine instead of wander. FID 12.8 against 14.5 with constant rates after 20 minutes
-# (seed 0; seed 1: 11.7), 9.8 against 13.3 after 40.
+# (seed 0; seed 1: 11.7), 9.8 against 13.3 after 40. Halving every 24 epochs instead was
+# worse at every mark up to 40 minutes and the same after 60: the hour's limit is the model.
 LEARNING_RATE_HALF_LIFE = 12.0
 R1_WEIGHT = models.R1_WEIGHT  # 0: R1 gamma 0.1 measured no better after 5 minutes
 R1_INTERVAL = models.R1_INTERVAL  # 16, StyleGAN2's lazy regularization
