@@ -62,7 +62,8 @@ AUGMENTATIONS = ()  # none: translation,cutout gave FID 116, not 84, after 5 min
 # The architecture (models.py says why each): G upsamples with transposed convolutions and
 # has one extra 3x3 convolution per resolution; D plain, with the minibatch feature.
 # Channels: G (128, 64) at 7x7 and 14x14, D (64, 128) at 14x14 and 7x7. G 192/96 with D
-# 96/192 learned more per image but less per minute (0.58x the images/s) up to 30 minutes.
+# 96/192 learned more per image but less per minute (0.58x the images/s) up to 30 minutes,
+# and more after an hour (FID 8.8 against 9.8): not the default, which must stay under 30 minutes.
 GENERATOR_FILTERS = models.GENERATOR_FILTERS
 DISCRIMINATOR_FILTERS = models.DISCRIMINATOR_FILTERS
 GENERATOR_UPSAMPLING = models.GENERATOR_UPSAMPLING  # "transposed"
@@ -75,7 +76,7 @@ SPECTRAL_NORM = models.SPECTRAL_NORM  # False
 # (seed 0; seed 1: 11.7), 9.8 against 13.3 after 40. Halving every 24 epochs instead was
 # worse at every mark up to 40 minutes and the same after 60: the hour's limit is the model.
 LEARNING_RATE_HALF_LIFE = 12.0
-R1_WEIGHT = models.R1_WEIGHT  # 0: R1 gamma 0.1 measured no better after 5 minutes
+R1_WEIGHT = models.R1_WEIGHT  # 0: gamma 0.1 gave FID 9.4, not 9.8, after an hour (one seed: within seed noise)
 R1_INTERVAL = models.R1_INTERVAL  # 16, StyleGAN2's lazy regularization
 EMA_HALF_LIFE_IMAGES = averaging.HALF_LIFE_IMAGES  # the shown G averages G's weights over about this many images
 EMA_WARMUP_FRACTION = averaging.WARMUP_FRACTION  # early on, over at most this fraction of the images seen
