@@ -100,15 +100,24 @@ def fraction(text):
     return value
 
 
-def positive_int_pair(text):
-    """argparse type: two positive whole numbers separated by a comma ("128,64"), as a tuple."""
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two comma-separated whole numbers, got {text!r}") from None
-    if len(values) != 2 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected two positive whole numbers, got {text!r}")
-    return values
+def positive_ints(*counts):
+    """argparse type: `counts` (say 2, or 2 or 3) positive whole numbers separated by commas, as a tuple."""
+    expected = " or ".join(("", "one", "two", "three", "four")[count] for count in counts)
+
+    def parse(text):
+        try:
+            values = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected} comma-separated whole numbers, "
+                                             f"got {text!r}") from None
+        if len(values) not in counts or min(values) <= 0:
+            raise argparse.ArgumentTypeError(f"expected {expected} positive whole numbers, got {text!r}")
+        return values
+
+    return parse
+
+
+positive_int_pair = positive_ints(2)  # "128,64" -> (128, 64)
 
 
 seed_type = bounded_int(0, MAX_SEED)

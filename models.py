@@ -14,7 +14,9 @@ the minibatch standard deviation (Karras et al., 2018), a single extra channel s
 much a few images differ from each other, so that a G making too little variety shows it.
 
 Beyond the DCGAN paper, G has one more 3x3 convolution at 7x7 and at 14x14: depth where
-it is cheap, before the image is large. benchmarks/RESULTS.md has what each change gave.
+it is cheap, before the image is large. Given a third width, G also makes features at
+28x28 and draws the image from them with a 3x3 convolution, instead of making the image
+in one linear step from 14x14 features. benchmarks/RESULTS.md has what each change gave.
 """
 
 import keras
@@ -67,6 +69,10 @@ def make_generator_model(latent_dim=LATENT_DIM, filters=GENERATOR_FILTERS, upsam
     always float32.
 
     Args:
+        filters: channels at 7x7 and at 14x14, and optionally at 28x28. With a third
+            number the last doubling makes that many channels (with BatchNorm and ReLU)
+            and a 3x3 convolution turns them into the image; without, the last doubling
+            makes the image itself.
         upsampling: "transposed" or "resize".
         extra_convolutions: 3x3 convolutions (with BatchNorm and ReLU) added at 7x7 and at
             14x14 each, for depth without more resolution.
@@ -75,12 +81,14 @@ def make_generator_model(latent_dim=LATENT_DIM, filters=GENERATOR_FILTERS, upsam
         An unbuilt-optimizer `keras.Model` named "generator".
 
     Raises:
-        ValueError: latent_dim or a filter count is not a positive integer, an unknown
-            upsampling, or extra_convolutions is not a whole number >= 0.
+        ValueError: latent_dim or a filter count is not a positive integer, not two or three
+            filter counts, an unknown upsampling, or extra_convolutions is not a whole number >= 0.
     """
     _check_positive("latent_dim", latent_dim)
-    projected_filters, upsampled_filters = filters
-    _check_positive("generator filters", projected_filters, upsampled_filters)
+    if len(filters) not in (2, 3):
+        raise ValueError(f"generator filters: expected channels at 7x7, 14x14 and optionally 28x28, got {filters}")
+    _check_positive("generator filters", *filters)
+    projected_filters, upsampled_filters, *full_size_filters = filters
     _check_choice("generator upsampling", upsampling, UPSAMPLINGS)
     _check_non_negative("generator extra convolutions", extra_convolutions)
 
@@ -120,7 +128,14 @@ def make_generator_model(latent_dim=LATENT_DIM, filters=GENERATOR_FILTERS, upsam
     x = extra(x, upsampled_filters)
     assert tuple(x.shape) == (None, 14, 14, upsampled_filters)
 
-    x = doubled(x, 1)
+    if full_size_filters:
+        # Features at full size: the image comes from a nonlinear layer that sees each
+        # pixel's neighbours, not from one linear transposed convolution of 14x14 features.
+        x = normalized(doubled(x, full_size_filters[0], use_bias=False))
+        assert tuple(x.shape) == (None, 28, 28, full_size_filters[0])
+        x = keras.layers.Conv2D(1, 3, padding="same", kernel_initializer=_weights_initializer())(x)
+    else:
+        x = doubled(x, 1)
     # tanh in float32: the image leaves the model at full precision whatever the policy.
     images = keras.layers.Activation("tanh", dtype="float32", name="image")(x)
     assert tuple(images.shape) == (None,) + IMAGE_SHAPE

@@ -343,8 +343,8 @@ def make_argument_parser():
     add("--r1-weight", type=cli.non_negative_float, default=R1_WEIGHT,
         help="weight gamma of the R1 penalty on D's gradients at real images (0: off)")
     add("--r1-interval", type=cli.bounded_int(1, 10_000), default=R1_INTERVAL, help="apply R1 every N steps")
-    add("--generator-filters", type=cli.positive_int_pair, default=GENERATOR_FILTERS,
-        help="G's channels at 7x7 and at 14x14, as A,B")
+    add("--generator-filters", type=cli.positive_ints(2, 3), default=GENERATOR_FILTERS,
+        help="G's channels at 7x7 and at 14x14, as A,B, or A,B,C for a layer at 28x28 too")
     add("--discriminator-filters", type=cli.positive_int_pair, default=DISCRIMINATOR_FILTERS,
         help="D's channels at 14x14 and at 7x7, as A,B")
     add("--generator-upsampling", choices=models.UPSAMPLINGS, default=GENERATOR_UPSAMPLING,

@@ -230,9 +230,9 @@ def make_argument_parser():
                                help="Adam's beta_1 for both optimizers")
     default_group.add_argument("--label-smoothing", type=cli.fraction, default=models.LABEL_SMOOTHING,
                                help="one-sided label smoothing of the real images' targets")
-    default_group.add_argument("--generator-filters", type=cli.positive_int_pair,
+    default_group.add_argument("--generator-filters", type=cli.positive_ints(2, 3),
                                default=models.GENERATOR_FILTERS,
-                               help="the generator's channels at 7x7 and at 14x14, as A,B")
+                               help="the generator's channels at 7x7 and at 14x14, as A,B, or A,B,C with 28x28")
     default_group.add_argument("--discriminator-filters", type=cli.positive_int_pair,
                                default=models.DISCRIMINATOR_FILTERS,
                                help="the discriminator's channels at 14x14 and at 7x7, as A,B")

@@ -89,6 +89,7 @@ def test_parser_error_is_one_line_without_usage(capsys):
     (cli.non_negative_float, {"0": 0.0, "2.5": 2.5}),
     (cli.fraction, {"0": 0.0, "0.5": 0.5, "0.99": 0.99}),
     (cli.positive_int_pair, {"128,64": (128, 64), "1, 2": (1, 2)}),
+    (cli.positive_ints(2, 3), {"128,64": (128, 64), "128,64,32": (128, 64, 32)}),
     (cli.positive_float_or_none, {"12": 12.0, "0.5": 0.5, "none": None, "None": None}),
 ])
 def test_argument_types_accept_good_values(argument_type, good):
@@ -103,6 +104,7 @@ def test_argument_types_accept_good_values(argument_type, good):
     (cli.non_negative_float, ["-0.1", "nan", "inf", "none"]),
     (cli.fraction, ["1", "1.5", "-0.1", "nan", "half"]),
     (cli.positive_int_pair, ["128", "128,64,32", "0,64", "-1,2", "1.5,2", "a,b", ""]),
+    (cli.positive_ints(2, 3), ["128", "128,64,32,16", "128,64,0", "128,,32"]),
     (cli.positive_float_or_none, ["0", "-12", "nan", "never"]),
 ])
 def test_argument_types_reject_bad_values(argument_type, bad):

@@ -139,6 +139,23 @@ def test_generator_variants_keep_the_shape_and_range(upsampling, extra_convoluti
     assert layer_types.count("BatchNormalization") == 2 + 2 * extra_convolutions
 
 
+@pytest.mark.parametrize("upsampling", models.UPSAMPLINGS)
+def test_generator_with_a_full_size_layer_makes_its_image_from_those_features(upsampling, tmp_path):
+    generator = models.make_generator_model(latent_dim=8, filters=(16, 8, 4), upsampling=upsampling)
+    noise = tf.random.normal([3, 8])
+    images = generator(noise, training=False)
+    assert images.shape == (3, 28, 28, 1) and float(tf.reduce_max(tf.abs(images))) <= 1.0
+    # 4 channels at 28x28 with BatchNorm, then a 3x3 convolution makes the one-channel image.
+    full_size = [layer for layer in generator.layers if isinstance(layer, keras.layers.BatchNormalization)
+                 and layer.output.shape[1:] == (28, 28, 4)]
+    assert len(full_size) == 1
+    last_convolution = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)][-1]
+    assert last_convolution.kernel.shape == (3, 3, 4, 1)
+    path = str(tmp_path / "generator.keras")
+    generator.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(noise, training=False), images, rtol=1e-5, atol=1e-5)
+
+
 def test_discriminator_variants_give_one_float32_logit_and_save(tmp_path):
     with devices.dtype_policy("mixed_bfloat16"):
         discriminator = models.make_discriminator_model(extra_convolutions=1, minibatch_stddev=True,
@@ -180,7 +197,8 @@ def test_minibatch_stddev_appends_the_spread_of_each_group():
 
 
 @pytest.mark.parametrize("bad", [dict(upsampling="bilinear"), dict(extra_convolutions=-1),
-                                 dict(extra_convolutions=1.5)])
+                                 dict(extra_convolutions=1.5), dict(filters=(128,)), dict(filters=(128, 64, 32, 16)),
+                                 dict(filters=(128, 64, 0))])
 def test_generator_rejects_bad_variants(bad):
     with pytest.raises(ValueError):
         models.make_generator_model(**bad)

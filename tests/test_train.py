@@ -107,16 +107,18 @@ def test_variant_models_and_r1_train_resume_and_refuse_another_architecture(tiny
 
 def test_other_widths_train_and_resume_and_runs_of_earlier_versions_resume_with_the_default_widths(
         tiny_images, tmp_path, capsys):
-    narrow = dict(generator_options=dict(filters=(16, 8)), discriminator_options=dict(filters=(8, 16)))
+    # G with a third width: a layer at 28x28 (models.py).
+    narrow = dict(generator_options=dict(filters=(16, 8, 4)), discriminator_options=dict(filters=(8, 16)))
     narrow_dir = str(tmp_path / "narrow")
     train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 1, out_dir=narrow_dir, seed=8, verbose=0, **narrow)
     # Given as tuples again, though run_settings.json holds lists: the same models, resumed.
     history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=narrow_dir, verbose=0,
                           **narrow)
     assert [row["epoch"] for row in history] == [0, 1]
-    assert run_settings.load(narrow_dir)["generator_options"]["filters"] == [16, 8]
+    assert run_settings.load(narrow_dir)["generator_options"]["filters"] == [16, 8, 4]
     saved = keras.models.load_model(os.path.join(narrow_dir, "generator.keras"))
     assert saved.get_layer(index=1).units == 7 * 7 * 16  # the Dense projection to 7x7x16
+    assert [layer for layer in saved.layers if isinstance(layer, keras.layers.Conv2D)][-1].kernel.shape == (3, 3, 4, 1)
 
     # Earlier versions recorded no widths: their runs had the default ones and resume.
     old_dir = str(tmp_path / "old")
