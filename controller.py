@@ -75,7 +75,9 @@ class Controller:
             the run being resumed, or draws one and logs it.
         precision: "float32", "mixed_bfloat16" or "mixed_float16"; None measures which is
             fastest here (precision_probe.py) for the project's models of `latent_dim`.
-        latent_dim: the noise size, for the precision probe.
+        latent_dim, generator_options, discriminator_options: the noise size and the
+            keyword arguments of models.make_generator_model / make_discriminator_model
+            (None: the defaults), for the precision probe to time models like the run's.
         remeasure_precision: measure the precision even if it was measured here before.
         strategy: a `tf.distribute.Strategy`; None trains on one device.
         fresh: delete this project's earlier results in `out_dir` and start over.
@@ -92,7 +94,8 @@ class Controller:
     """
 
     def __init__(self, step_function, dataset, epochs, *, out_dir=storage.OUT_DIR, seed=None, precision=None,
-                 latent_dim=models.LATENT_DIM, remeasure_precision=False, strategy=None, fresh=False,
+                 latent_dim=models.LATENT_DIM, generator_options=None, discriminator_options=None,
+                 remeasure_precision=False, strategy=None, fresh=False,
                  max_minutes=None, checkpoint_every_minutes=CHECKPOINT_EVERY_MINUTES,
                  checkpoint_every_steps=0, evaluator=None, evaluate_every=0,
                  evaluation_samples=EVALUATION_SAMPLES, verbose=1):
@@ -114,7 +117,9 @@ class Controller:
         self.is_chief = devices.is_chief(self.strategy)
         # Before the run seeds and builds anything: the probe draws on Keras' random state.
         self.precision_choice = precision_probe.decide(precision, step_function, self.batch_size, latent_dim,
-                                                       remeasure_precision, log=self.log if self.is_chief else None)
+                                                       remeasure_precision, log=self.log if self.is_chief else None,
+                                                       generator_options=generator_options,
+                                                       discriminator_options=discriminator_options)
         # Every worker computes in the chief's precision.
         self.precision = devices.PRECISIONS[devices.from_chief(
             self.strategy, devices.PRECISIONS.index(self.precision_choice.precision))]

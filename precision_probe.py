@@ -11,10 +11,12 @@ in a small JSON file in the user's cache directory, so later runs start at once;
 corrupt or unwritable cache is ignored with a warning. `remeasure=True` (the flag
 `--remeasure-precision`) measures again.
 
-The probe never touches the run: it builds models and optimizers of its own, traces its
+The probe never touches the run: it builds models and optimizers of its own, of the run's
+architecture (a wider G or D is slower, and may gain more or less from bfloat16), traces its
 own copy of the step, and runs before the run seeds and builds its models.
 """
 
+import inspect
 import json
 import os
 import statistics
@@ -101,20 +103,30 @@ def _save_cache(path, cache):
         _warn(f"could not remember the measured precision in {path} ({error}); the next run measures again")
 
 
-def machine_key(batch_size, latent_dim, candidates):
+def machine_key(batch_size, latent_dim, candidates, generator_options=None, discriminator_options=None):
     """Returns the cache key: what the fastest precision depends on."""
     return json.dumps({
         "device": devices.device_name(), "tensorflow": tf.__version__, "candidates": list(candidates),
-        "generator_filters": list(models.GENERATOR_FILTERS),
-        "discriminator_filters": list(models.DISCRIMINATOR_FILTERS),
-        "generator_extra_convolutions": models.GENERATOR_EXTRA_CONVOLUTIONS,
-        "minibatch_stddev": models.MINIBATCH_STDDEV,
+        "generator": _spelled_out(models.make_generator_model, generator_options),
+        "discriminator": _spelled_out(models.make_discriminator_model, discriminator_options),
         "latent_dim": latent_dim, "batch_size": batch_size,
     }, sort_keys=True)
 
 
-def measure(candidates, step_function, batch_size, latent_dim):
-    """Times `step_function` on fresh default models in each precision of `candidates`.
+def _spelled_out(make_model, options):
+    """`options` of `make_model` with its defaults filled in, so that a run asking for the
+    defaults by name and one asking for nothing share a key."""
+    defaults = {name: parameter.default for name, parameter in inspect.signature(make_model).parameters.items()
+                if name != "latent_dim"}
+    return {**defaults, **(options or {})}
+
+
+def measure(candidates, step_function, batch_size, latent_dim, generator_options=None, discriminator_options=None):
+    """Times `step_function` on fresh models in each precision of `candidates`.
+
+    The models are the project's, built with `generator_options` and
+    `discriminator_options` (keyword arguments of models.make_generator_model and
+    make_discriminator_model; None: the defaults).
 
     Each precision gets its own models, optimizers and a tf.function of its own around
     the step's Python function (so the run's step keeps its single trace); after warm-up,
@@ -130,8 +142,8 @@ def measure(candidates, step_function, batch_size, latent_dim):
     probes = {}
     for precision in candidates:
         with devices.dtype_policy(precision):
-            generator = models.make_generator_model(latent_dim)
-            discriminator = models.make_discriminator_model()
+            generator = models.make_generator_model(latent_dim, **(generator_options or {}))
+            discriminator = models.make_discriminator_model(**(discriminator_options or {}))
         generator_optimizer, discriminator_optimizer = models.make_optimizers(
             loss_scaling=(precision == "mixed_float16"))
         generator_optimizer.build(generator.trainable_variables)
@@ -157,13 +169,14 @@ def measure(candidates, step_function, batch_size, latent_dim):
 
 
 def decide(requested, step_function, batch_size, latent_dim=models.LATENT_DIM, remeasure=False,
-           measure_function=measure, log=print):
+           measure_function=measure, log=print, generator_options=None, discriminator_options=None):
     """Returns the `Choice` of precision for a run, and logs it in one line.
 
     Args:
         requested: the precision asked for, or None to use the fastest one here.
         step_function: the train step to time (train.train_step).
         batch_size, latent_dim: the run's.
+        generator_options, discriminator_options: the run's model options (see `measure`).
         remeasure: measure even when an earlier measurement is remembered.
         measure_function: `measure`, or a stand-in with its signature (tests).
         log: where the line goes (None: nowhere).
@@ -178,24 +191,28 @@ def decide(requested, step_function, batch_size, latent_dim=models.LATENT_DIM, r
             _warn(warning)
         choice = Choice(requested, {}, "asked")
     else:
-        choice = _fastest(step_function, batch_size, latent_dim, remeasure, measure_function)
+        choice = _fastest(step_function, batch_size, latent_dim, remeasure, measure_function,
+                          generator_options, discriminator_options)
     if log is not None:
         log(choice.describe(), flush=True)
     return choice
 
 
-def _fastest(step_function, batch_size, latent_dim, remeasure, measure_function):
+def _fastest(step_function, batch_size, latent_dim, remeasure, measure_function, generator_options,
+             discriminator_options):
     candidates = devices.native_precisions()
     if len(candidates) == 1:
         return Choice(candidates[0], {}, "only")
-    path, key = cache_path(), machine_key(batch_size, latent_dim, candidates)
+    path = cache_path()
+    key = machine_key(batch_size, latent_dim, candidates, generator_options, discriminator_options)
     cache = _load_cache(path)
     remembered = cache.get(key)
     if (not remeasure and isinstance(remembered, dict)
             and set(remembered.get("images_per_second", {})) == set(candidates)
             and remembered.get("precision") in candidates):
         return Choice(remembered["precision"], remembered["images_per_second"], "remembered")
-    rates = measure_function(candidates, step_function, batch_size, latent_dim)
+    rates = measure_function(candidates, step_function, batch_size, latent_dim, generator_options,
+                             discriminator_options)
     precision = max(rates, key=rates.get)
     cache[key] = {"precision": precision, "images_per_second": {name: round(rate, 1) for name, rate in rates.items()}}
     _save_cache(path, cache)

@@ -16,6 +16,7 @@ is steadier and better than G at any single step; training itself only ever uses
 
     python train.py                  # the defaults below; rerun the same command to resume
     python train.py --epochs 5 --max-images 2000 --out-dir smoke   # a quick look
+    python train.py --hour --out-dir hour    # larger models for an hour: better images
 
 From a notebook:
 
@@ -61,9 +62,9 @@ LABEL_SMOOTHING = models.LABEL_SMOOTHING  # 0: one-sided 0.1 gave the same FID a
 AUGMENTATIONS = ()  # none: translation,cutout gave FID 116, not 84, after 5 minutes (slower learning)
 # The architecture (models.py says why each): G upsamples with transposed convolutions and
 # has one extra 3x3 convolution per resolution; D plain, with the minibatch feature.
-# Channels: G (128, 64) at 7x7 and 14x14, D (64, 128) at 14x14 and 7x7. G 192/96 with D
-# 96/192 learned more per image but less per minute (0.58x the images/s) up to 30 minutes,
-# and more after an hour (FID 8.8 against 9.8): not the default, which must stay under 30 minutes.
+# Channels: G (128, 64) at 7x7 and 14x14, D (64, 128) at 14x14 and 7x7. Wider ones learn
+# more per image but less per minute up to 30 minutes, and more only over an hour (HOUR
+# below): not the default, which must stay under 30 minutes.
 GENERATOR_FILTERS = models.GENERATOR_FILTERS
 DISCRIMINATOR_FILTERS = models.DISCRIMINATOR_FILTERS
 GENERATOR_UPSAMPLING = models.GENERATOR_UPSAMPLING  # "transposed"
@@ -86,6 +87,18 @@ OUT_DIR = storage.OUT_DIR  # "training_output" in the current directory
 CHECKPOINT_EVERY_MINUTES = controller.CHECKPOINT_EVERY_MINUTES  # 5: a kill -9 loses at most that
 EVALUATION_SAMPLES = controller.EVALUATION_SAMPLES  # 10,000 images per FID, as many as the test set
 # ----------------------------------------------------------------------------------------
+# An hour instead (`--hour`): larger models learn more from each image but see fewer, so
+# they pay only in longer runs. G 192/96 with a third layer of 32 channels at 28x28 and D
+# 96/192 train at 0.51x the default's images/s and reach FID 7.1 after 60 minutes, where
+# the default stops improving at 9.8 (benchmarks/RESULTS.md, ninth round; AMD EPYC, Zen 4).
+HOUR = {
+    "max_minutes": 60.0,  # the budget ends the run
+    "epochs": 100,  # only an upper bound: an hour is about 23 epochs at the 380 img/s measured there
+    "generator_filters": (192, 96, 32),
+    "discriminator_filters": (96, 192),
+    "lr_half_life": 14.0,  # over those 23 epochs the rates fall to 0.32x; 12 suits the default's 15
+    "ema_half_life": 100_000.0,  # recall 0.75, not 0.746, with the same FID as 40,000
+}
 MAX_EPOCHS, MAX_BATCH_SIZE, MAX_LATENT_DIM = controller.MAX_EPOCHS, 65_536, 10_000  # catch typos
 
 
@@ -239,8 +252,12 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
                          f"got {learning_rate_half_life}")
     if r1_weight < 0 or r1_interval < 1:
         raise ValueError(f"the R1 weight must be >= 0 and its interval >= 1, got {r1_weight} and {r1_interval}")
+    # The precision probe times models like these (given ones: the defaults), so that the
+    # precision it picks and the time it expects are this run's.
     run = controller.Controller(train_step, dataset, epochs, out_dir=out_dir, seed=seed, precision=precision,
-                                latent_dim=latent_dim, strategy=strategy, verbose=verbose, **run_options)
+                                latent_dim=latent_dim, generator_options=generator_options,
+                                discriminator_options=discriminator_options, strategy=strategy, verbose=verbose,
+                                **run_options)
     given_generator, given_discriminator = generator, discriminator
     with run.scope():  # the run's devices and precision; weights drawn from its seed
         if generator is None:
@@ -319,6 +336,8 @@ def make_argument_parser():
         help="total epochs, counting earlier runs in --out-dir")
     add("--batch-size", type=cli.bounded_int(1, MAX_BATCH_SIZE), default=BATCH_SIZE, help="images per step")
     add("--latent-dim", type=cli.bounded_int(1, MAX_LATENT_DIM), default=LATENT_DIM, help="noise size")
+    add("--hour", action="store_true", help="train the settings of HOUR in train.py: larger models for 60 minutes "
+        "(flags given as well override them; rerunning trains another hour)")
     add("--out-dir", default=OUT_DIR, help="results and checkpoints")
     add("--data-dir", default=None, help=f"directory of the four Fashion-MNIST .gz files (none: "
         f"${data.DATA_DIR_VARIABLE}, then {data.SYSTEM_DATA_DIR}, then download with Keras)")
@@ -375,9 +394,20 @@ def make_argument_parser():
     return parser
 
 
+def parse_arguments(argv=None):
+    """Returns the parsed command line: `--hour` turns HOUR into the defaults, so that flags
+    given as well still win. Exits with code 2 on a bad flag (argparse)."""
+    parser = make_argument_parser()
+    args = parser.parse_args(argv)
+    if args.hour:
+        parser.set_defaults(**HOUR)
+        args = parser.parse_args(argv)
+    return args
+
+
 def main(argv=None):
     """Runs training from the command line; returns the process exit code."""
-    args = make_argument_parser().parse_args(argv)
+    args = parse_arguments(argv)
     try:
         if args.deterministic:
             if args.seed is None:

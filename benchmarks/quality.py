@@ -69,16 +69,19 @@ def make_default_run(images, args, **overrides):
     returning a generator to evaluate. `overrides` replace `args`' settings.
     """
     settings = argparse.Namespace(**{**vars(args), **overrides})
-    # The precision `python train.py` would use here (measured, as it measures).
-    precision = precision_probe.decide(settings.precision, train.train_step, settings.batch_size).precision
+    generator_options = dict(filters=tuple(settings.generator_filters), upsampling=settings.generator_upsampling,
+                             extra_convolutions=settings.generator_extra_convolutions)
+    discriminator_options = dict(filters=tuple(settings.discriminator_filters),
+                                 extra_convolutions=settings.discriminator_extra_convolutions,
+                                 minibatch_stddev=settings.minibatch_stddev, spectral_norm=settings.spectral_norm)
+    # The precision `python train.py` would use here for these models (measured, as it measures).
+    precision = precision_probe.decide(settings.precision, train.train_step, settings.batch_size,
+                                       generator_options=generator_options,
+                                       discriminator_options=discriminator_options).precision
     keras.utils.set_random_seed(settings.seed)
     with devices.dtype_policy(precision):
-        generator = models.make_generator_model(filters=tuple(settings.generator_filters),
-                                                upsampling=settings.generator_upsampling,
-                                                extra_convolutions=settings.generator_extra_convolutions)
-        discriminator = models.make_discriminator_model(
-            filters=tuple(settings.discriminator_filters), extra_convolutions=settings.discriminator_extra_convolutions,
-            minibatch_stddev=settings.minibatch_stddev, spectral_norm=settings.spectral_norm)
+        generator = models.make_generator_model(**generator_options)
+        discriminator = models.make_discriminator_model(**discriminator_options)
     generator_optimizer, discriminator_optimizer = models.make_optimizers(
         settings.g_learning_rate, settings.d_learning_rate, settings.beta_1,
         loss_scaling=(precision == "mixed_float16"))

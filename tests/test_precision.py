@@ -9,6 +9,7 @@ import pytest
 
 import data
 import devices
+import models
 import precision_probe
 import run_settings
 import train
@@ -27,9 +28,11 @@ def bfloat16_cpu(monkeypatch):
     monkeypatch.setattr(devices, "native_precisions", lambda: ("float32", "mixed_bfloat16"))
 
 
-def _fake_measurement(rates, calls):
-    def measure(candidates, step_function, batch_size, latent_dim):
+def _fake_measurement(rates, calls, options=None):
+    def measure(candidates, step_function, batch_size, latent_dim, generator_options=None, discriminator_options=None):
         calls.append((tuple(candidates), batch_size, latent_dim))
+        if options is not None:
+            options.append((generator_options, discriminator_options))
         return {name: rates[name] for name in candidates}
     return measure
 
@@ -58,6 +61,42 @@ def test_the_answer_is_remembered_per_batch_size_and_measured_again_on_request(c
     precision_probe.decide(None, train.train_step, 64, remeasure=True, measure_function=measure, log=None)
     assert [call[1] for call in calls] == [64, 128, 64]
     assert len(json.loads((cache_dir / precision_probe.CACHE_FILE).read_text())) == 2
+
+
+def test_the_runs_models_are_measured_and_remembered_apart_from_the_defaults(cache_dir, bfloat16_cpu):
+    calls, options = [], []
+    measure = _fake_measurement({"float32": 500.0, "mixed_bfloat16": 1000.0}, calls, options)
+    wider = dict(filters=(192, 96, 32))
+    precision_probe.decide(None, train.train_step, 32, measure_function=measure, log=None)
+    precision_probe.decide(None, train.train_step, 32, measure_function=measure, log=None, generator_options=wider)
+    assert options == [(None, None), (wider, None)]
+    # The defaults asked for by name are the defaults: remembered, not measured again.
+    spelled_out = dict(filters=models.GENERATOR_FILTERS, upsampling=models.GENERATOR_UPSAMPLING,
+                       extra_convolutions=models.GENERATOR_EXTRA_CONVOLUTIONS)
+    assert precision_probe.decide(None, train.train_step, 32, measure_function=measure, log=None,
+                                  generator_options=spelled_out,
+                                  discriminator_options=dict(minibatch_stddev=models.MINIBATCH_STDDEV)
+                                  ).how == "remembered"
+    assert precision_probe.decide(None, train.train_step, 32, measure_function=measure, log=None,
+                                  discriminator_options=dict(filters=(96, 192))).how == "measured"
+    assert len(calls) == 3 and len(json.loads((cache_dir / precision_probe.CACHE_FILE).read_text())) == 3
+
+
+def test_training_probes_models_like_its_own(tmp_path, monkeypatch):
+    asked = []
+    decide = precision_probe.decide
+
+    def recording_decide(*args, **kwargs):
+        asked.append(kwargs)
+        return decide(*args, **kwargs)
+
+    monkeypatch.setattr(precision_probe, "decide", recording_decide)
+    images = np.random.default_rng(3).integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    train.train(data.make_dataset(images, 32), 1, out_dir=str(tmp_path / "run"), seed=1, precision="float32",
+                generator_options=dict(filters=(16, 8, 4)), discriminator_options=dict(filters=(8, 16)), verbose=0)
+    assert asked[0]["generator_options"]["filters"] == (16, 8, 4)
+    assert asked[0]["generator_options"]["extra_convolutions"] == train.GENERATOR_EXTRA_CONVOLUTIONS
+    assert asked[0]["discriminator_options"]["filters"] == (8, 16)
 
 
 def test_a_corrupt_cache_is_ignored_with_a_warning_and_replaced(cache_dir, bfloat16_cpu, capsys):
@@ -105,7 +144,9 @@ def test_an_unknown_precision_is_a_value_error():
 
 def test_the_real_measurement_times_every_candidate_without_touching_the_runs_step(cache_dir):
     traces = train.train_step.experimental_get_tracing_count()
-    rates = precision_probe.measure(devices.native_precisions(), train.train_step, 16, 8)
+    rates = precision_probe.measure(devices.native_precisions(), train.train_step, 16, 8,
+                                    generator_options=dict(filters=(16, 8, 4)),
+                                    discriminator_options=dict(filters=(8, 16)))
     assert list(rates) == list(devices.native_precisions())
     assert all(np.isfinite(rate) and rate > 0 for rate in rates.values())
     assert train.train_step.experimental_get_tracing_count() == traces  # the probe traces its own copy

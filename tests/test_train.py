@@ -478,3 +478,27 @@ def test_the_run_says_how_long_it_expects_to_take(tiny_images, tmp_path, monkeyp
                 max_minutes=0.01)
     assert ("about 6 minutes of training for 24,832 images at the 64 img/s measured for float32, stopping at "
             "the --max-minutes budget of 0.01" in capsys.readouterr().out)
+
+
+def test_hour_makes_the_hours_settings_the_defaults_and_given_flags_still_win():
+    default, hour = train.parse_arguments([]), train.parse_arguments(["--hour"])
+    assert not default.hour and default.max_minutes is None and default.epochs == train.EPOCHS
+    assert default.generator_filters == train.GENERATOR_FILTERS
+    assert hour.hour and {name: getattr(hour, name) for name in train.HOUR} == train.HOUR
+    assert hour.batch_size == train.BATCH_SIZE  # what HOUR does not name stays the default
+    given = train.parse_arguments(["--max-minutes", "5", "--hour", "--generator-filters", "64,32"])
+    assert given.max_minutes == 5.0 and given.generator_filters == (64, 32)
+    assert given.discriminator_filters == train.HOUR["discriminator_filters"]
+
+
+def test_an_hour_run_trains_the_hours_models_and_records_its_settings(tiny_data_dir, tmp_path):
+    out_dir = str(tmp_path / "hour")
+    assert train.main(["--hour", "--epochs", "1", "--max-images", "64", "--data-dir", tiny_data_dir,
+                       "--out-dir", out_dir, "--seed", "0", "--precision", "float32", "--quiet"]) == 0
+    settings = run_settings.load(out_dir)
+    assert settings["generator_options"]["filters"] == [192, 96, 32]
+    assert settings["discriminator_options"]["filters"] == [96, 192]
+    assert settings["learning_rate_half_life"] == 14.0 and settings["ema_half_life_images"] == 100_000.0
+    generator = keras.models.load_model(os.path.join(out_dir, storage.GENERATOR_FILE))
+    assert generator.output_shape == (None, 28, 28, 1)
+    assert any(layer.output.shape[1:] == (28, 28, 32) for layer in generator.layers)
