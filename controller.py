@@ -370,10 +370,13 @@ class Controller:
         images_left = steps_left * self.batch_size
         minutes = images_left / rate / 60
         budget = self.options["max_minutes"]
-        limit = f", stopping at the --max-minutes budget of {budget:g}" if budget and budget < minutes else ""
+        if budget and budget < minutes:
+            return (f"Expected: {budget:g} minutes of training (the --max-minutes budget), about "
+                    f"{budget * 60 * rate:,.0f} of the {images_left:,} images asked at the {rate:.0f} img/s "
+                    f"measured for {self.precision} (a busy machine trains fewer)")
         duration = f"{minutes:.0f} minutes" if minutes >= 1 else f"{minutes * 60:.0f} seconds"
         return (f"Expected: about {duration} of training for {images_left:,} images at the "
-                f"{rate:.0f} img/s measured for {self.precision}{limit} (a busy machine takes longer)")
+                f"{rate:.0f} img/s measured for {self.precision} (a busy machine takes longer)")
 
     def _write_pictures(self):
         if display.saved_epochs(self.out_dir):
