@@ -498,7 +498,17 @@ def test_an_hour_run_trains_the_hours_models_and_records_its_settings(tiny_data_
     settings = run_settings.load(out_dir)
     assert settings["generator_options"]["filters"] == [192, 96, 32]
     assert settings["discriminator_options"]["filters"] == [96, 192]
-    assert settings["learning_rate_half_life"] == 14.0 and settings["ema_half_life_images"] == 100_000.0
+    assert settings["learning_rate_half_life"] == 8.0 and settings["ema_half_life_images"] == 100_000.0
     generator = keras.models.load_model(os.path.join(out_dir, storage.GENERATOR_FILE))
     assert generator.output_shape == (None, 28, 28, 1)
     assert any(layer.output.shape[1:] == (28, 28, 32) for layer in generator.layers)
+
+
+def test_the_shipped_hour_generator_is_an_hour_run_of_todays_hour_models():
+    # pretrained/hour_generator.keras is made by --hour (pretrained/README.md): when HOUR's
+    # models change, it must be retrained, or it would no longer show what --hour makes.
+    shipped = keras.models.load_model(os.path.join(REPO_ROOT, "pretrained", "hour_generator.keras"))
+    built = models.make_generator_model(filters=train.HOUR["generator_filters"])
+    assert [tuple(layer.output.shape) for layer in shipped.layers] == [tuple(layer.output.shape)
+                                                                      for layer in built.layers]
+    assert shipped.count_params() == built.count_params()
