@@ -16,11 +16,11 @@ import pytest
 import classifier
 import data
 import evaluate
+from conftest import REPO_ROOT
 
 # Keras's own saving code triggers this NumPy 2 deprecation; it is not about this project.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATENT_DIM = 8
 TROUSER_CLASS = data.CLASS_NAMES.index("Trouser")
 
