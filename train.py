@@ -89,9 +89,9 @@ EVALUATION_SAMPLES = controller.EVALUATION_SAMPLES  # 10,000 images per FID, as 
 # ----------------------------------------------------------------------------------------
 # An hour instead (`--hour`): larger models learn more from each image but see fewer, so
 # they pay only in longer runs. G 192/96 with a third layer of 32 channels at 28x28 and D
-# 96/192 train at 0.51x the default's images/s and reach FID 6.8 and 6.9 after 60 minutes
-# (seeds 0 and 1), where the default stops improving at 9.8 (benchmarks/RESULTS.md, ninth
-# to eleventh rounds; AMD EPYC, Zen 4). Their recall is 0.76 at seed 0 but 0.73 at seed 1.
+# 96/192 train at 0.51x the default's images/s and reach FID 6.8, 6.9 and 8.5 after 60
+# minutes (seeds 0, 1, 2), where the default stops improving at 9.8 (benchmarks/RESULTS.md,
+# ninth to twelfth rounds; AMD EPYC, Zen 4). Their recall is 0.76, 0.73 and 0.74.
 HOUR = {
     "max_minutes": 60.0,  # the budget ends the run
     "epochs": 100,  # only an upper bound: an hour is about 23 epochs at the 380 img/s measured there
@@ -100,8 +100,8 @@ HOUR = {
     # Over those 23 epochs the rates fall to 0.15x: FID 6.8 and 6.9 after 60 minutes (seeds
     # 0 and 1), where halving every 14 epochs gave 7.1 and 7.7, and lower from 20 minutes on.
     "lr_half_life": 8.0,
-    # Over 40,000 images the average ended 0.0-0.4 higher in all four hour runs (tenth and
-    # eleventh rounds).
+    # Over 40,000 images the average ended 0.0-0.4 higher in all six hour runs (tenth to
+    # twelfth rounds).
     "ema_half_life": 100_000.0,
 }
 MAX_EPOCHS, MAX_BATCH_SIZE, MAX_LATENT_DIM = controller.MAX_EPOCHS, 65_536, 10_000  # catch typos
