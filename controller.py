@@ -60,6 +60,12 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint and `.keras` files were kept."""
 
 
+def _duration(seconds):
+    """Returns `seconds` in words: "23 minutes", or "40 seconds" under a minute."""
+    number, unit = (round(seconds / 60), "minute") if seconds >= 60 else (round(max(seconds, 0)), "second")
+    return f"{number} {unit}" + ("" if number == 1 else "s")
+
+
 class Controller:
     """Runs the bookkeeping of one training run in `out_dir`.
 
@@ -239,6 +245,7 @@ class Controller:
         then raise stopping.TrainingInterrupted."""
         with stopping.StopSignals() as stop_signals:
             self._schedule = stopping.Schedule(self.strategy, stop_signals, **self.options)
+            self._images_trained = 0  # by this process: with the schedule's seconds, its speed
             yield
 
     def epochs(self):
@@ -284,6 +291,7 @@ class Controller:
         self.checkpoints.epoch_totals.assign_add(
             tf.constant([values[name] for name in run_history.METRIC_NAMES] + [step_seconds, float(results["images"])],
                         tf.float64))
+        self._images_trained += float(results["images"])
         steps_done = self._step + 1
         self.checkpoints.step_in_epoch.assign(steps_done)
         if self._progress_bar is not None:
@@ -335,8 +343,13 @@ class Controller:
             # has them too. The GIF is rebuilt from all grids: about 0.6 s at 100 epochs.
             self._write_pictures()
         self._grid = None
-        self.log(run_history.format_row(row, self.total_epochs)
-                 + ("  (time budget reached mid-epoch)" if self._stopped_early else ""), flush=True)
+        if self._stopped_early:
+            ending = "  (time budget reached mid-epoch)"
+        elif self.epoch + 1 < self.total_epochs:
+            ending = f"  about {self._time_left()} of training left"
+        else:
+            ending = ""
+        self.log(run_history.format_row(row, self.total_epochs) + ending, flush=True)
         warning = run_history.collapse_warning(self.history)
         if warning and not self._warned_collapse:
             self.log(warning, flush=True)
@@ -366,6 +379,9 @@ class Controller:
         rate = self.precision_choice.images_per_second.get(self.precision)
         if not rate:
             return None
+        # A remembered speed was measured by an earlier run, perhaps while the machine was
+        # busier or idler than now: the epoch lines give this run's own estimate.
+        measured = "measured earlier on this machine" if self.precision_choice.how == "remembered" else "measured"
         steps_left = (self.total_epochs - self.start_epoch) * self.steps_per_epoch - start_step
         images_left = steps_left * self.batch_size
         minutes = images_left / rate / 60
@@ -373,10 +389,17 @@ class Controller:
         if budget and budget < minutes:
             return (f"Expected: {budget:g} minutes of training (the --max-minutes budget), about "
                     f"{budget * 60 * rate:,.0f} of the {images_left:,} images asked at the {rate:.0f} img/s "
-                    f"measured for {self.precision} (a busy machine trains fewer)")
-        duration = f"{minutes:.0f} minutes" if minutes >= 1 else f"{minutes * 60:.0f} seconds"
-        return (f"Expected: about {duration} of training for {images_left:,} images at the "
-                f"{rate:.0f} img/s measured for {self.precision} (a busy machine takes longer)")
+                    f"{measured} for {self.precision} (a busy machine trains fewer)")
+        return (f"Expected: about {_duration(minutes * 60)} of training for {images_left:,} images at the "
+                f"{rate:.0f} img/s {measured} for {self.precision} (a busy machine takes longer)")
+
+    def _time_left(self):
+        """Returns, in words, how long the epochs after the current one should train at the
+        speed this process has trained at so far (within the time budget, if any)."""
+        rate = self._images_trained / max(self._schedule.train_seconds, 1e-9)
+        steps_left = (self.total_epochs - self.epoch - 1) * self.steps_per_epoch
+        seconds_left = steps_left * self.batch_size / max(rate, 1e-9)
+        return _duration(min(seconds_left, self._schedule.budget_seconds - self._schedule.train_seconds))
 
     def _write_pictures(self):
         if display.saved_epochs(self.out_dir):

@@ -1,6 +1,7 @@
 """The train step, the training loop, resuming, display and the fit() path, on tiny data."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -478,6 +479,26 @@ def test_the_run_says_how_long_it_expects_to_take(tiny_images, tmp_path, monkeyp
                 max_minutes=0.01)
     assert ("Expected: 0.01 minutes of training (the --max-minutes budget), about 38 of the 24,832 images asked "
             "at the 64 img/s measured for float32" in capsys.readouterr().out)
+
+
+def test_each_epoch_says_how_long_the_rest_takes_at_the_runs_own_speed(tiny_images, tmp_path, monkeypatch, capsys):
+    import precision_probe
+
+    # A speed remembered from an earlier run may be stale (measured while the machine was
+    # busy): the first line says where it comes from, the epoch lines use this run's speed.
+    remembered = precision_probe.Choice("float32", {"float32": 64.0}, "remembered")
+    monkeypatch.setattr(precision_probe, "decide", lambda *arguments, **keywords: remembered)
+    train.train(data.make_dataset(tiny_images[:256], 64, seed=0), 3, out_dir=str(tmp_path), seed=0, verbose=2)
+    output = capsys.readouterr().out
+    assert "at the 64 img/s measured earlier on this machine for float32" in output
+    epoch_lines = [line for line in output.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 3 and "left" not in epoch_lines[-1]
+    # After the first epoch this process has trained for exactly that epoch's seconds, so
+    # the two epochs left take twice as long.
+    first_epoch_seconds = float(re.search(r"  ([0-9.]+) s  ", epoch_lines[0]).group(1))
+    seconds_left = int(re.search(r"about (\d+) seconds? of training left$", epoch_lines[0]).group(1))
+    assert abs(seconds_left - 2 * first_epoch_seconds) <= 1.0, epoch_lines[0]
+    assert re.search(r"about \d+ seconds? of training left$", epoch_lines[1]), epoch_lines[1]
 
 
 def test_hour_makes_the_hours_settings_the_defaults_and_given_flags_still_win():
