@@ -99,6 +99,8 @@ HOUR = {
     "discriminator_filters": (96, 192),
     # Over those 23 epochs the rates fall to 0.15x: FID 6.8 and 6.9 after 60 minutes (seeds
     # 0 and 1), where halving every 14 epochs gave 7.1 and 7.7, and lower from 20 minutes on.
+    # Halving every 6 ended level at seed 2 (8.2, means over five noise seeds) and behind at
+    # seed 1 (8.1 against 6.9): thirteenth round.
     "lr_half_life": 8.0,
     # Over 40,000 images the average ended 0.0-0.4 higher in all six hour runs (tenth to
     # twelfth rounds).
