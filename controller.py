@@ -245,7 +245,6 @@ class Controller:
         then raise stopping.TrainingInterrupted."""
         with stopping.StopSignals() as stop_signals:
             self._schedule = stopping.Schedule(self.strategy, stop_signals, **self.options)
-            self._images_trained = 0  # by this process: with the schedule's seconds, its speed
             yield
 
     def epochs(self):
@@ -291,7 +290,6 @@ class Controller:
         self.checkpoints.epoch_totals.assign_add(
             tf.constant([values[name] for name in run_history.METRIC_NAMES] + [step_seconds, float(results["images"])],
                         tf.float64))
-        self._images_trained += float(results["images"])
         steps_done = self._step + 1
         self.checkpoints.step_in_epoch.assign(steps_done)
         if self._progress_bar is not None:
@@ -346,7 +344,7 @@ class Controller:
         if self._stopped_early:
             ending = "  (time budget reached mid-epoch)"
         elif self.epoch + 1 < self.total_epochs:
-            ending = f"  about {self._time_left()} of training left"
+            ending = f"  about {self._time_left(row['images_per_second'])} of training left"
         else:
             ending = ""
         self.log(run_history.format_row(row, self.total_epochs) + ending, flush=True)
@@ -393,12 +391,12 @@ class Controller:
         return (f"Expected: about {_duration(minutes * 60)} of training for {images_left:,} images at the "
                 f"{rate:.0f} img/s {measured} for {self.precision} (a busy machine takes longer)")
 
-    def _time_left(self):
-        """Returns, in words, how long the epochs after the current one should train at the
-        speed this process has trained at so far (within the time budget, if any)."""
-        rate = self._images_trained / max(self._schedule.train_seconds, 1e-9)
+    def _time_left(self, images_per_second):
+        """Returns, in words, how long the epochs after the current one should train at
+        `images_per_second`, the speed of the epoch just trained (within the time budget, if
+        any). The last epoch's speed follows a change in the machine's load at once."""
         steps_left = (self.total_epochs - self.epoch - 1) * self.steps_per_epoch
-        seconds_left = steps_left * self.batch_size / max(rate, 1e-9)
+        seconds_left = steps_left * self.batch_size / max(images_per_second, 1e-9)
         return _duration(min(seconds_left, self._schedule.budget_seconds - self._schedule.train_seconds))
 
     def _write_pictures(self):
