@@ -207,6 +207,7 @@ class Controller:
             "generator_learning_rate": float(f"{learning_rates[0]:.6g}"),
             "discriminator_learning_rate": float(f"{learning_rates[1]:.6g}"),
             "beta_1": float(getattr(generator_optimizer, "inner_optimizer", generator_optimizer).beta_1),
+            "beta_2": float(getattr(generator_optimizer, "inner_optimizer", generator_optimizer).beta_2),
             **settings}
         changes = run_settings.compare(run_settings.load(self.out_dir) if restored else None, current,
                                        self.start_epoch, start_step)

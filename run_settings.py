@@ -7,7 +7,7 @@ wrong images. `compare` says, for each changed setting, whether the run can go o
 
 - the batch size or the number of batches an epoch: only at an epoch boundary, where the
   new epoch simply starts with the new batches; mid-epoch the resume is refused;
-- learning rates, Adam's beta_1, label smoothing, precision, replicas, TensorFlow's
+- learning rates, Adam's beta_1 and beta_2, label smoothing, precision, replicas, TensorFlow's
   version: the run goes on with the new values from here, and says what changed.
 
 The seed, the noise size and the architecture never change within a run: the seed is

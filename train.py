@@ -58,6 +58,7 @@ LATENT_DIM = models.LATENT_DIM  # 100, the DCGAN paper's noise size (defined in 
 GENERATOR_LEARNING_RATE = models.GENERATOR_LEARNING_RATE  # 5e-4: faster than the paper's 2e-4 per minute
 DISCRIMINATOR_LEARNING_RATE = models.DISCRIMINATOR_LEARNING_RATE  # 5e-4, the same as G's
 BETA_1 = models.BETA_1  # 0: no momentum; better than the DCGAN paper's 0.5 with the averaged G
+BETA_2 = models.BETA_2  # 0.999, Adam's default; StyleGAN2's 0.99 was measured for the hour (RESULTS.md)
 LABEL_SMOOTHING = models.LABEL_SMOOTHING  # 0: one-sided 0.1 gave the same FID after 5 minutes
 AUGMENTATIONS = ()  # none: translation,cutout gave FID 116, not 84, after 5 minutes (slower learning)
 # The architecture (models.py says why each): G upsamples with transposed convolutions and
@@ -192,9 +193,9 @@ def train_step(real_images, generator, discriminator, generator_optimizer, discr
 
 def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generator_optimizer=None,
           discriminator_optimizer=None, latent_dim=LATENT_DIM, generator_learning_rate=GENERATOR_LEARNING_RATE,
-          discriminator_learning_rate=DISCRIMINATOR_LEARNING_RATE, beta_1=BETA_1, label_smoothing=LABEL_SMOOTHING,
-          augmentations=AUGMENTATIONS, r1_weight=R1_WEIGHT, r1_interval=R1_INTERVAL, generator_options=None,
-          discriminator_options=None, learning_rate_half_life=LEARNING_RATE_HALF_LIFE,
+          discriminator_learning_rate=DISCRIMINATOR_LEARNING_RATE, beta_1=BETA_1, beta_2=BETA_2,
+          label_smoothing=LABEL_SMOOTHING, augmentations=AUGMENTATIONS, r1_weight=R1_WEIGHT, r1_interval=R1_INTERVAL,
+          generator_options=None, discriminator_options=None, learning_rate_half_life=LEARNING_RATE_HALF_LIFE,
           ema_half_life_images=EMA_HALF_LIFE_IMAGES,
           ema_warmup_fraction=EMA_WARMUP_FRACTION, seed=SEED, precision=None, strategy=None, out_dir=OUT_DIR,
           verbose=1, **run_options):
@@ -211,8 +212,8 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         generator, discriminator, generator_optimizer, discriminator_optimizer: None builds
             the defaults of models.py (in the run's precision, on its devices).
         latent_dim: noise size of a generator built here.
-        generator_learning_rate, discriminator_learning_rate, beta_1: Adam's settings for
-            optimizers built here.
+        generator_learning_rate, discriminator_learning_rate, beta_1, beta_2: Adam's settings
+            for optimizers built here.
         label_smoothing: one-sided label smoothing of D's real targets.
         augmentations: names from augment.AUGMENTATIONS for every image D sees.
         r1_weight, r1_interval: the R1 penalty on D (train_step).
@@ -274,7 +275,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         if generator_optimizer is None or discriminator_optimizer is None:
             generator_optimizer, discriminator_optimizer = models.make_optimizers(
                 generator_learning_rate, discriminator_learning_rate, beta_1,
-                loss_scaling=(run.precision == "mixed_float16"))
+                loss_scaling=(run.precision == "mixed_float16"), beta_2=beta_2)
         # The G we show is a float32 running average of the trained G's weights: the
         # trained one wobbles from step to step as it answers D, the average does not.
         generator_average = averaging.GeneratorAverage(generator, ema_half_life_images, ema_warmup_fraction,
@@ -361,6 +362,7 @@ def make_argument_parser():
     add("--d-learning-rate", type=cli.positive_float, default=DISCRIMINATOR_LEARNING_RATE,
         help="D's Adam learning rate")
     add("--beta-1", type=cli.fraction, default=BETA_1, help="Adam's beta_1 for both")
+    add("--beta-2", type=cli.fraction, default=BETA_2, help="Adam's beta_2 for both")
     add("--label-smoothing", type=cli.fraction, default=LABEL_SMOOTHING, help="one-sided, of D's real targets")
     add("--augment", type=cli.parsed_by(augment.parse), default="none",
         help=f"augment every image D sees: {', '.join(augment.AUGMENTATIONS)}, comma-separated, or none")
@@ -428,7 +430,7 @@ def main(argv=None):
 
             evaluator = evaluate.Evaluator(data_dir=args.data_dir)
         train(dataset, args.epochs, latent_dim=args.latent_dim, generator_learning_rate=args.g_learning_rate,
-              discriminator_learning_rate=args.d_learning_rate, beta_1=args.beta_1,
+              discriminator_learning_rate=args.d_learning_rate, beta_1=args.beta_1, beta_2=args.beta_2,
               label_smoothing=args.label_smoothing, augmentations=args.augment, r1_weight=args.r1_weight,
               r1_interval=args.r1_interval, learning_rate_half_life=args.lr_half_life,
               generator_options=dict(filters=args.generator_filters, upsampling=args.generator_upsampling,

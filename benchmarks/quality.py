@@ -56,10 +56,11 @@ OUT_DIR = "quality_output"
 
 
 # Today's default before issue 11, kept runnable as the yardstick of its targets.
-BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_1=0.5, label_smoothing=0.0, augment=(),
-                generator_filters=(128, 64), discriminator_filters=(64, 128), generator_upsampling="transposed",
-                generator_extra_convolutions=0, discriminator_extra_convolutions=0, minibatch_stddev=False,
-                spectral_norm=False, r1_weight=0.0, lr_half_life=None, ema_half_lives=(), show_trained=True)
+BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_1=0.5, beta_2=0.999,
+                label_smoothing=0.0, augment=(), generator_filters=(128, 64), discriminator_filters=(64, 128),
+                generator_upsampling="transposed", generator_extra_convolutions=0, discriminator_extra_convolutions=0,
+                minibatch_stddev=False, spectral_norm=False, r1_weight=0.0, lr_half_life=None, ema_half_lives=(),
+                show_trained=True)
 
 
 def make_default_run(images, args, **overrides):
@@ -84,7 +85,7 @@ def make_default_run(images, args, **overrides):
         discriminator = models.make_discriminator_model(**discriminator_options)
     generator_optimizer, discriminator_optimizer = models.make_optimizers(
         settings.g_learning_rate, settings.d_learning_rate, settings.beta_1,
-        loss_scaling=(precision == "mixed_float16"))
+        loss_scaling=(precision == "mixed_float16"), beta_2=settings.beta_2)
     generator_optimizer.build(generator.trainable_variables)
     discriminator_optimizer.build(discriminator.trainable_variables)
     noise_seed = tf.Variable(settings.seed, dtype=tf.int64)
@@ -231,6 +232,8 @@ def make_argument_parser():
                                help="the discriminator's Adam learning rate")
     default_group.add_argument("--beta-1", type=cli.fraction, default=models.BETA_1,
                                help="Adam's beta_1 for both optimizers")
+    default_group.add_argument("--beta-2", type=cli.fraction, default=models.BETA_2,
+                               help="Adam's beta_2 for both optimizers")
     default_group.add_argument("--label-smoothing", type=cli.fraction, default=models.LABEL_SMOOTHING,
                                help="one-sided label smoothing of the real images' targets")
     default_group.add_argument("--generator-filters", type=cli.positive_ints(2, 3),

@@ -93,6 +93,7 @@ def _assert_one_clear_error(code, lines, expected_text):
     ("--max-minutes", "nan", "expected a finite number"),
     ("--checkpoint-every-minutes", "-5", "must be 0 or more"),
     ("--label-smoothing", "1.5", "must be in [0, 1)"),
+    ("--beta-2", "1", "must be in [0, 1)"),
     ("--ema-half-life", "0", "must be a positive number"),
     ("--ema-half-life", "-40000", "must be a positive number"),
     ("--ema-half-life", "inf", "expected a finite number"),

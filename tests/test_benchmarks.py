@@ -48,13 +48,23 @@ def test_the_quality_benchmark_evaluates_every_generator_of_a_run_and_the_baseli
     assert generators[""]().count_params() == models.make_generator_model(extra_convolutions=0).count_params()
 
 
-def test_the_quality_benchmark_trains_the_issue_11_variants():
+def test_the_quality_benchmark_trains_the_issue_11_variants(monkeypatch):
     images = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
     args = quality.make_argument_parser().parse_args(
         ["--seed", "0", "--batch-size", "32", "--precision", "float32", "--generator-upsampling", "resize",
          "--generator-extra-convolutions", "1", "--discriminator-extra-convolutions", "1", "--minibatch-stddev",
-         "--spectral-norm", "--r1-weight", "1", "--r1-interval", "2", "--lr-half-life", "1", "--show-trained"])
+         "--spectral-norm", "--r1-weight", "1", "--r1-interval", "2", "--lr-half-life", "1", "--show-trained",
+         "--beta-2", "0.99"])
+    optimizers = []
+    make_optimizers = models.make_optimizers
+
+    def recording_make_optimizers(*arguments, **keywords):
+        optimizers.extend(make_optimizers(*arguments, **keywords))
+        return tuple(optimizers)
+
+    monkeypatch.setattr(models, "make_optimizers", recording_make_optimizers)
     step, generators, dataset = quality.make_default_run(images, args)
+    assert [float(optimizer.beta_2) for optimizer in optimizers] == pytest.approx([0.99, 0.99])
     batches = iter(dataset.repeat())
     assert all(np.isfinite(step(next(batches))) for _ in range(3))
     layer_types = [type(layer).__name__ for layer in generators["trained G"]().layers]

@@ -105,7 +105,9 @@ def test_optimizers_are_adam_with_the_projects_settings():
         assert isinstance(optimizer, keras.optimizers.Adam)
         assert float(optimizer.learning_rate) == pytest.approx(5e-4)
         assert float(optimizer.beta_1) == pytest.approx(models.BETA_1)
+        assert float(optimizer.beta_2) == pytest.approx(models.BETA_2)
     assert generator_optimizer is not discriminator_optimizer
+    assert all(float(optimizer.beta_2) == pytest.approx(0.99) for optimizer in models.make_optimizers(beta_2=0.99))
     scaled = models.make_optimizers(loss_scaling=True)
     assert all(isinstance(optimizer, keras.optimizers.LossScaleOptimizer) for optimizer in scaled)
 

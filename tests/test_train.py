@@ -350,6 +350,7 @@ def test_run_settings_are_recorded(tiny_images, tmp_path):
     assert settings["seed"] == 9 and settings["latent_dim"] == train.LATENT_DIM
     assert settings["generator_learning_rate"] == train.GENERATOR_LEARNING_RATE
     assert settings["beta_1"] == train.BETA_1 and settings["label_smoothing"] == train.LABEL_SMOOTHING
+    assert settings["beta_2"] == pytest.approx(train.BETA_2)
 
 
 def test_another_batch_size_at_an_epoch_boundary_continues_and_says_so(tiny_images, tmp_path, capsys):
