@@ -395,7 +395,8 @@ class Controller:
     def _time_left(self, images_per_second):
         """Returns, in words, how long the epochs after the current one should train at
         `images_per_second`, the speed of the epoch just trained (within the time budget, if
-        any). The last epoch's speed follows a change in the machine's load at once."""
+        any). Unlike an average over the whole run, it follows a change in the machine's load
+        from one epoch to the next."""
         steps_left = (self.total_epochs - self.epoch - 1) * self.steps_per_epoch
         seconds_left = steps_left * self.batch_size / max(images_per_second, 1e-9)
         return _duration(min(seconds_left, self._schedule.budget_seconds - self._schedule.train_seconds))
