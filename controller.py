@@ -199,6 +199,8 @@ class Controller:
             optimizer.learning_rate = learning_rate
         self.start_epoch, start_step = self.checkpoints.position()
 
+        # A mixed_float16 run wraps Adam in a LossScaleOptimizer; its betas are the inner Adam's.
+        adam = getattr(generator_optimizer, "inner_optimizer", generator_optimizer)
         current = {
             "batch_size": self.batch_size, "steps_per_epoch": self.steps_per_epoch,
             "latent_dim": int(generator.input_shape[-1]), "seed": self.seed, "precision": self.precision,
@@ -206,8 +208,7 @@ class Controller:
             "replicas": int(self.strategy.num_replicas_in_sync), "tensorflow": tf.__version__,
             "generator_learning_rate": float(f"{learning_rates[0]:.6g}"),
             "discriminator_learning_rate": float(f"{learning_rates[1]:.6g}"),
-            "beta_1": float(getattr(generator_optimizer, "inner_optimizer", generator_optimizer).beta_1),
-            "beta_2": float(getattr(generator_optimizer, "inner_optimizer", generator_optimizer).beta_2),
+            "beta_1": float(adam.beta_1), "beta_2": float(adam.beta_2),
             **settings}
         changes = run_settings.compare(run_settings.load(self.out_dir) if restored else None, current,
                                        self.start_epoch, start_step)
