@@ -14,6 +14,7 @@ without `--seed` still logs the seed that repeats it.
 import argparse
 import math
 import sys
+import typing
 
 import numpy as np
 
@@ -79,9 +80,46 @@ def positive_float(text):
     return value
 
 
-def positive_float_or_none(text):
-    """argparse type: a finite number above 0, or "none" for None (a setting turned off)."""
-    return None if text.strip().lower() == "none" else positive_float(text)
+class HalfLife(typing.NamedTuple):
+    """A half-life as a flag gives it: `value` epochs, or `value` minutes of training.
+
+    A `value` of None is no half-life at all (a setting turned off). The minutes are of
+    training, as the --max-minutes budget counts them.
+    """
+    value: typing.Optional[float]
+    unit: str = "epochs"  # or "minutes"
+
+    @property
+    def epochs(self):
+        """The value if it is in epochs, else None."""
+        return self.value if self.unit == "epochs" else None
+
+    @property
+    def minutes(self):
+        """The value if it is in minutes of training, else None."""
+        return self.value if self.unit == "minutes" else None
+
+    def __str__(self):  # as --help shows a default, and as the flag is typed
+        if self.value is None:
+            return "none"
+        return f"{self.value:g}" + ("min" if self.unit == "minutes" else "")
+
+
+def half_life(text):
+    """argparse type: "12" for 12 epochs, "21min" for 21 minutes of training, "none" for a
+    `HalfLife` of value None."""
+    spelled = text.strip().lower()
+    if spelled == "none":
+        return HalfLife(None)
+    number, unit = (spelled[:-len("min")], "minutes") if spelled.endswith("min") else (spelled, "epochs")
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected epochs (as 12), minutes of training (as 21min) or none, "
+                                         f"got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of {unit}, got {text}")
+    return HalfLife(value, unit)
 
 
 def non_negative_float(text):

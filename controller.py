@@ -180,6 +180,7 @@ class Controller:
         self._models = (generator, discriminator)
         self._generator_average = generator_average
         self._pictures_written = False  # end_epoch or finish brings the GIF and loss plot up to date
+        self._logged_epochs_of_training = False
         if self.is_chief:
             storage.remove_partial_files(self.out_dir)
             if self.fresh:
@@ -372,6 +373,32 @@ class Controller:
             self.log(f"Saved {storage.GENERATOR_FILE}, {storage.DISCRIMINATOR_FILE}, {storage.PROGRESS_GIF} and "
                      f"{storage.LOSS_PLOT} in {self.out_dir}", flush=True)
         return self.history
+
+    def epochs_of_training(self, minutes):
+        """Returns how many epochs `minutes` of training take at the speed of the run's first
+        epoch, to 0.01 epochs, or None while that epoch trains; logs the answer once.
+
+        The speed is that epoch's training seconds a step, from its row in metrics.csv and
+        counted as the --max-minutes budget counts them: a resumed run, even on another
+        machine, keeps the schedule it started with, and every worker takes the chief's.
+
+        Raises:
+            ValueError: epochs are done but metrics.csv lists none to take the speed from.
+        """
+        if not self.history:
+            if self.epoch > 0:
+                raise ValueError(f"{self.out_dir} holds {self.epoch} epochs but no {storage.METRICS_CSV} rows to "
+                                 "measure their speed: give the learning rate's half-life in epochs to resume")
+            return None
+        first = self.history[0]
+        epoch_seconds = first["seconds"] / first["steps"] * self.steps_per_epoch
+        hundredths = devices.from_chief(self.strategy, round(minutes * 60 / epoch_seconds * 100))
+        epochs = max(hundredths, 1) / 100
+        if not self._logged_epochs_of_training:
+            self.log(f"The learning rates halve every {minutes:g} minutes of training: every {epochs:g} epochs, as "
+                     f"epoch {first['epoch']} trained in {epoch_seconds:.1f} s", flush=True)
+            self._logged_epochs_of_training = True
+        return epochs
 
     def _expected_duration(self, start_step):
         """Returns a line saying how long the training left should take, from the speed the

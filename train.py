@@ -79,6 +79,8 @@ SPECTRAL_NORM = models.SPECTRAL_NORM  # False
 # refine instead of wander. FID 12.8 against 14.5 with constant rates after 20 minutes
 # (seed 0; seed 1: 11.7), 9.8 against 13.3 after 40. Halving every 24 epochs instead was
 # worse at every mark up to 40 minutes and the same after 60: the hour's limit is the model.
+# In epochs, as the default's length is, so it trains alike on every CPU; a run of so many
+# minutes (HOUR below) halves them by the minute instead (--lr-half-life 21min).
 LEARNING_RATE_HALF_LIFE = 12.0
 R1_WEIGHT = models.R1_WEIGHT  # 0: gamma 0.1 gave FID 9.4, not 9.8, after an hour (one seed: within seed noise)
 R1_INTERVAL = models.R1_INTERVAL  # 16, StyleGAN2's lazy regularization
@@ -97,14 +99,18 @@ EVALUATION_SAMPLES = controller.EVALUATION_SAMPLES  # 10,000 images per FID, as 
 # ninth to twelfth rounds; AMD EPYC, Zen 4). Their recall is 0.76, 0.73 and 0.74.
 HOUR = {
     "max_minutes": 60.0,  # the budget ends the run
-    "epochs": 100,  # only an upper bound: an hour is about 23 epochs at the 380 img/s measured there
+    # Only an upper bound: an hour is about 23 epochs on the AMD EPYC (380 img/s), 39 on an
+    # Intel Xeon with AMX (650 img/s).
+    "epochs": 100,
     "generator_filters": (192, 96, 32),
     "discriminator_filters": (96, 192),
-    # Over those 23 epochs the rates fall to 0.15x: FID 6.8 and 6.9 after 60 minutes (seeds
-    # 0 and 1), where halving every 14 epochs gave 7.1 and 7.7, and lower from 20 minutes on.
-    # Halving every 6 ended level at seed 2 (8.2, means over five noise seeds) and behind at
-    # seed 1 (8.1 against 6.9): thirteenth round.
-    "lr_half_life": 8.0,
+    # The rates halve every 21 minutes of training, to 0.14x at the hour's end on any CPU.
+    # On the AMD EPYC that is every 8 epochs: FID 6.8 and 6.9 after 60 minutes (seeds 0 and
+    # 1), where every 14 epochs gave 7.1 and 7.7 and every 6 was level or behind (tenth to
+    # thirteenth rounds). On the AMX Xeon every 8 epochs fell to 0.04x and stopped improving
+    # after 40 minutes (FID 8.1 at 60), where every 13.6, the same 21 minutes, reached 6.6
+    # (fifteenth round).
+    "lr_half_life": cli.HalfLife(21.0, "minutes"),
     # Over 40,000 images the average ended 0.0-0.4 higher in all six hour runs (tenth to
     # twelfth rounds).
     "ema_half_life": 100_000.0,
@@ -198,7 +204,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
           discriminator_learning_rate=DISCRIMINATOR_LEARNING_RATE, beta_1=BETA_1, beta_2=BETA_2,
           label_smoothing=LABEL_SMOOTHING, augmentations=AUGMENTATIONS, r1_weight=R1_WEIGHT, r1_interval=R1_INTERVAL,
           generator_options=None, discriminator_options=None, learning_rate_half_life=LEARNING_RATE_HALF_LIFE,
-          ema_half_life_images=EMA_HALF_LIFE_IMAGES,
+          learning_rate_half_life_minutes=None, ema_half_life_images=EMA_HALF_LIFE_IMAGES,
           ema_warmup_fraction=EMA_WARMUP_FRACTION, seed=SEED, precision=None, strategy=None, out_dir=OUT_DIR,
           verbose=1, **run_options):
     """Trains a DCGAN on `dataset`, resuming from the checkpoint in `out_dir` if there is one.
@@ -225,6 +231,9 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         learning_rate_half_life: epochs over which both learning rates halve, epoch by
             epoch (epoch e trains at the initial rates times 0.5 ** (e / half-life));
             None keeps them constant.
+        learning_rate_half_life_minutes: the half-life in minutes of training instead (pass
+            learning_rate_half_life=None with it), turned into epochs at the speed of the
+            run's first epoch (controller.Controller.epochs_of_training).
         ema_half_life_images, ema_warmup_fraction: the average of G's weights that makes
             the grids, the evaluations and generator.keras (averaging.py); a half-life of
             None uses G itself.
@@ -257,9 +266,12 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
     discriminator_options = {"filters": DISCRIMINATOR_FILTERS, "extra_convolutions": DISCRIMINATOR_EXTRA_CONVOLUTIONS,
                              "minibatch_stddev": MINIBATCH_STDDEV, "spectral_norm": SPECTRAL_NORM,
                              **(discriminator_options or {})}
-    if learning_rate_half_life is not None and not learning_rate_half_life > 0:
-        raise ValueError("the learning rate's half-life must be a positive number of epochs, "
-                         f"got {learning_rate_half_life}")
+    for half_life, unit in ((learning_rate_half_life, "epochs"), (learning_rate_half_life_minutes, "minutes")):
+        if half_life is not None and not half_life > 0:
+            raise ValueError(f"the learning rate's half-life must be a positive number of {unit}, got {half_life}")
+    if learning_rate_half_life is not None and learning_rate_half_life_minutes is not None:
+        raise ValueError(f"the learning rate's half-life is given twice, {learning_rate_half_life} epochs and "
+                         f"{learning_rate_half_life_minutes} minutes: pass learning_rate_half_life=None with minutes")
     if r1_weight < 0 or r1_interval < 1:
         raise ValueError(f"the R1 weight must be >= 0 and its interval >= 1, got {r1_weight} and {r1_interval}")
     # The precision probe times models like these (given ones: the defaults), so that the
@@ -285,6 +297,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
     run.start(generator, discriminator, generator_optimizer, discriminator_optimizer, NUM_EXAMPLES_TO_GENERATE,
               generator_average=generator_average, label_smoothing=label_smoothing, augmentations=list(augmentations),
               r1_weight=r1_weight, r1_interval=r1_interval, learning_rate_half_life=learning_rate_half_life,
+              learning_rate_half_life_minutes=learning_rate_half_life_minutes,
               generator_options=generator_options if given_generator is None else "a model given to train()",
               discriminator_options=(discriminator_options if given_discriminator is None
                                      else "a model given to train()"),
@@ -293,10 +306,16 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
     initial_learning_rates = [float(optimizer.learning_rate.numpy()) for optimizer in optimizers]
     with run.catching_stop_signals():  # Ctrl-C: save a checkpoint after this step, then stop
         for epoch in run.epochs():
-            if learning_rate_half_life is not None:
+            half_life = learning_rate_half_life
+            if learning_rate_half_life_minutes is not None:
+                # A run of so many minutes falls by the minute: on a CPU twice as fast, twice
+                # as many epochs to each halving. The first epoch, at the initial rates on any
+                # schedule, measures the speed; None until then.
+                half_life = run.epochs_of_training(learning_rate_half_life_minutes)
+            if half_life is not None:
                 # Smaller steps as training goes on: late updates refine instead of wander.
                 for optimizer, initial in zip(optimizers, initial_learning_rates):
-                    optimizer.learning_rate = decayed_learning_rate(initial, epoch, learning_rate_half_life)
+                    optimizer.learning_rate = decayed_learning_rate(initial, epoch, half_life)
             for real_images in run.batches():
                 # train_step on this batch: on one device, or split over several.
                 results = run.step(real_images, generator, discriminator, generator_optimizer,
@@ -368,8 +387,9 @@ def make_argument_parser():
     add("--label-smoothing", type=cli.fraction, default=LABEL_SMOOTHING, help="one-sided, of D's real targets")
     add("--augment", type=cli.parsed_by(augment.parse), default="none",
         help=f"augment every image D sees: {', '.join(augment.AUGMENTATIONS)}, comma-separated, or none")
-    add("--lr-half-life", type=cli.positive_float_or_none, default=LEARNING_RATE_HALF_LIFE,
-        help="epochs over which both learning rates halve, or none: constant rates")
+    add("--lr-half-life", type=cli.half_life, default=cli.HalfLife(LEARNING_RATE_HALF_LIFE, "epochs"),
+        help="epochs over which both learning rates halve (as 12), or minutes of training (as 21min), or none: "
+        "constant rates")
     add("--r1-weight", type=cli.non_negative_float, default=R1_WEIGHT,
         help="weight gamma of the R1 penalty on D's gradients at real images (0: off)")
     add("--r1-interval", type=cli.bounded_int(1, 10_000), default=R1_INTERVAL, help="apply R1 every N steps")
@@ -434,7 +454,8 @@ def main(argv=None):
         train(dataset, args.epochs, latent_dim=args.latent_dim, generator_learning_rate=args.g_learning_rate,
               discriminator_learning_rate=args.d_learning_rate, beta_1=args.beta_1, beta_2=args.beta_2,
               label_smoothing=args.label_smoothing, augmentations=args.augment, r1_weight=args.r1_weight,
-              r1_interval=args.r1_interval, learning_rate_half_life=args.lr_half_life,
+              r1_interval=args.r1_interval, learning_rate_half_life=args.lr_half_life.epochs,
+              learning_rate_half_life_minutes=args.lr_half_life.minutes,
               generator_options=dict(filters=args.generator_filters, upsampling=args.generator_upsampling,
                                      extra_convolutions=args.generator_extra_convolutions),
               discriminator_options=dict(filters=args.discriminator_filters,

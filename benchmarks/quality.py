@@ -59,8 +59,8 @@ OUT_DIR = "quality_output"
 BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_1=0.5, beta_2=0.999,
                 label_smoothing=0.0, augment=(), generator_filters=(128, 64), discriminator_filters=(64, 128),
                 generator_upsampling="transposed", generator_extra_convolutions=0, discriminator_extra_convolutions=0,
-                minibatch_stddev=False, spectral_norm=False, r1_weight=0.0, lr_half_life=None, ema_half_lives=(),
-                show_trained=True)
+                minibatch_stddev=False, spectral_norm=False, r1_weight=0.0, lr_half_life=cli.HalfLife(None),
+                ema_half_lives=(), show_trained=True)
 
 
 def make_default_run(images, args, **overrides):
@@ -95,12 +95,17 @@ def make_default_run(images, args, **overrides):
 
     initial_learning_rates = (settings.g_learning_rate, settings.d_learning_rate)
     images_per_epoch = len(images)
+    lr_half_life_epochs = settings.lr_half_life.epochs
+    if settings.lr_half_life.minutes is not None:
+        # Minutes of training as --clock-rate counts them (train.py takes its first epoch's
+        # speed instead), to 0.01 epochs as train.py rounds them.
+        lr_half_life_epochs = round(settings.lr_half_life.minutes * 60 * settings.clock_rate / images_per_epoch, 2)
 
     def step(real_images):
-        if settings.lr_half_life is not None:  # as train.py does, epoch by epoch
+        if lr_half_life_epochs is not None:  # as train.py does, epoch by epoch
             epoch = int(generator_optimizer.iterations) * settings.batch_size // images_per_epoch
             for optimizer, initial in zip((generator_optimizer, discriminator_optimizer), initial_learning_rates):
-                optimizer.learning_rate = train.decayed_learning_rate(initial, epoch, settings.lr_half_life)
+                optimizer.learning_rate = train.decayed_learning_rate(initial, epoch, lr_half_life_epochs)
         results = train.train_step(real_images, generator, discriminator, generator_optimizer,
                                    discriminator_optimizer, noise_seed, settings.label_smoothing, settings.augment,
                                    settings.r1_weight, settings.r1_interval)
@@ -254,9 +259,10 @@ def make_argument_parser():
                                default=models.MINIBATCH_STDDEV, help="D sees the spread of its batch")
     default_group.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction,
                                default=models.SPECTRAL_NORM, help="spectral normalization of D's weights")
-    default_group.add_argument("--lr-half-life", type=cli.positive_float_or_none,
-                               default=train.LEARNING_RATE_HALF_LIFE,
-                               help="epochs over which both learning rates halve (none: constant)")
+    default_group.add_argument("--lr-half-life", type=cli.half_life,
+                               default=cli.HalfLife(train.LEARNING_RATE_HALF_LIFE, "epochs"),
+                               help="epochs over which both learning rates halve, or minutes of training as 21min "
+                                    "(with --clock-rate), or none: constant")
     default_group.add_argument("--r1-weight", type=cli.non_negative_float, default=models.R1_WEIGHT,
                                help="weight gamma of the R1 penalty on D (0: off)")
     default_group.add_argument("--r1-interval", type=cli.bounded_int(1, 10_000), default=models.R1_INTERVAL,
@@ -284,6 +290,8 @@ def main(argv=None):
     unknown = [name for name in names if name not in CONFIGURATIONS]
     if unknown or not names:
         parser.error(f"--configs: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(CONFIGURATIONS)}")
+    if args.lr_half_life.minutes is not None and args.clock_rate is None:
+        parser.error("--lr-half-life in minutes needs --clock-rate, the images/s that turn minutes into epochs")
 
     try:
         images, _ = data.load_fashion_mnist("train", args.data_dir)

@@ -48,27 +48,51 @@ def test_the_quality_benchmark_evaluates_every_generator_of_a_run_and_the_baseli
     assert generators[""]().count_params() == models.make_generator_model(extra_convolutions=0).count_params()
 
 
-def test_the_quality_benchmark_trains_the_issue_11_variants(monkeypatch):
+@pytest.fixture
+def built_optimizers(monkeypatch):
+    """The list of the optimizers models.make_optimizers builds while the test runs."""
+    optimizers = []
+    make_optimizers = models.make_optimizers
+
+    def recording_make_optimizers(*arguments, **keywords):
+        optimizers.extend(make_optimizers(*arguments, **keywords))
+        return tuple(optimizers[-2:])
+
+    monkeypatch.setattr(models, "make_optimizers", recording_make_optimizers)
+    return optimizers
+
+
+def test_the_quality_benchmark_trains_the_issue_11_variants(built_optimizers):
     images = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
     args = quality.make_argument_parser().parse_args(
         ["--seed", "0", "--batch-size", "32", "--precision", "float32", "--generator-upsampling", "resize",
          "--generator-extra-convolutions", "1", "--discriminator-extra-convolutions", "1", "--minibatch-stddev",
          "--spectral-norm", "--r1-weight", "1", "--r1-interval", "2", "--lr-half-life", "1", "--show-trained",
          "--beta-2", "0.99"])
-    optimizers = []
-    make_optimizers = models.make_optimizers
-
-    def recording_make_optimizers(*arguments, **keywords):
-        optimizers.extend(make_optimizers(*arguments, **keywords))
-        return tuple(optimizers)
-
-    monkeypatch.setattr(models, "make_optimizers", recording_make_optimizers)
     step, generators, dataset = quality.make_default_run(images, args)
-    assert [float(optimizer.beta_2) for optimizer in optimizers] == pytest.approx([0.99, 0.99])
+    assert [float(optimizer.beta_2) for optimizer in built_optimizers] == pytest.approx([0.99, 0.99])
     batches = iter(dataset.repeat())
     assert all(np.isfinite(step(next(batches))) for _ in range(3))
     layer_types = [type(layer).__name__ for layer in generators["trained G"]().layers]
     assert "UpSampling2D" in layer_types and "Conv2DTranspose" not in layer_types
+
+
+def test_the_quality_benchmark_counts_a_half_life_in_minutes_at_the_clock_rate(built_optimizers, capsys):
+    images = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    args = quality.make_argument_parser().parse_args(
+        ["--seed", "0", "--batch-size", "32", "--precision", "float32", "--lr-half-life", "0.1min",
+         "--clock-rate", "32"])
+    step, generators, dataset = quality.make_default_run(images, args)
+    batches = iter(dataset.repeat())
+    for _ in range(5):  # the fifth step is the first of epoch 2 (64 images an epoch)
+        step(next(batches))
+    # 6 seconds at 32 images/s are 192 images, 3 epochs: epoch 2 trains at 0.5 ** (2 / 3).
+    rates = [float(optimizer.learning_rate.numpy()) for optimizer in built_optimizers]
+    assert rates == pytest.approx([args.g_learning_rate * 0.5 ** (2 / 3), args.d_learning_rate * 0.5 ** (2 / 3)])
+    with pytest.raises(SystemExit) as raised:
+        quality.main(["--lr-half-life", "21min", "--configs", "default"])
+    assert raised.value.code == 2
+    assert "--lr-half-life in minutes needs --clock-rate" in capsys.readouterr().err
 
 
 class _FakeEvaluator:

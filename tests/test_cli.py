@@ -90,7 +90,9 @@ def test_parser_error_is_one_line_without_usage(capsys):
     (cli.fraction, {"0": 0.0, "0.5": 0.5, "0.99": 0.99}),
     (cli.positive_int_pair, {"128,64": (128, 64), "1, 2": (1, 2)}),
     (cli.positive_ints(2, 3), {"128,64": (128, 64), "128,64,32": (128, 64, 32)}),
-    (cli.positive_float_or_none, {"12": 12.0, "0.5": 0.5, "none": None, "None": None}),
+    (cli.half_life, {"12": cli.HalfLife(12.0, "epochs"), "0.5": cli.HalfLife(0.5), "none": cli.HalfLife(None),
+                     "None": cli.HalfLife(None), "21min": cli.HalfLife(21.0, "minutes"),
+                     " 2.5MIN ": cli.HalfLife(2.5, "minutes")}),
 ])
 def test_argument_types_accept_good_values(argument_type, good):
     for text, value in good.items():
@@ -105,12 +107,21 @@ def test_argument_types_accept_good_values(argument_type, good):
     (cli.fraction, ["1", "1.5", "-0.1", "nan", "half"]),
     (cli.positive_int_pair, ["128", "128,64,32", "0,64", "-1,2", "1.5,2", "a,b", ""]),
     (cli.positive_ints(2, 3), ["128", "128,64,32,16", "128,64,0", "128,,32"]),
-    (cli.positive_float_or_none, ["0", "-12", "nan", "never"]),
+    (cli.half_life, ["0", "-12", "nan", "inf", "never", "0min", "-5min", "21m", "min", "21 minutes", ""]),
 ])
 def test_argument_types_reject_bad_values(argument_type, bad):
     for text in bad:
         with pytest.raises(argparse.ArgumentTypeError):
             argument_type(text)
+
+
+def test_a_half_life_says_its_unit_and_reads_back_as_typed():
+    for text in ("12", "0.5", "21min", "none"):
+        half_life = cli.half_life(text)
+        assert str(half_life) == text and cli.half_life(str(half_life)) == half_life
+    assert (cli.half_life("12").epochs, cli.half_life("12").minutes) == (12.0, None)
+    assert (cli.half_life("21min").epochs, cli.half_life("21min").minutes) == (None, 21.0)
+    assert (cli.half_life("none").epochs, cli.half_life("none").minutes) == (None, None)
 
 
 def test_seed_argument_default_and_help():

@@ -12,6 +12,7 @@ import PIL.Image
 import pytest
 import tensorflow as tf
 
+import cli
 import data
 import devices
 import display
@@ -155,11 +156,58 @@ def test_the_learning_rates_halve_every_half_life_epochs_also_across_a_resume(ti
                     learning_rate_half_life=0)
 
 
+def test_a_half_life_in_minutes_follows_the_first_epochs_speed_also_across_a_resume(tiny_images, tmp_path, capsys):
+    out_dir, minutes = str(tmp_path), 0.5
+
+    def run(epochs):
+        generator_optimizer, discriminator_optimizer = models.make_optimizers(1e-3, 4e-4)
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=9), epochs, out_dir=out_dir, seed=9, verbose=2,
+                    generator_optimizer=generator_optimizer, discriminator_optimizer=discriminator_optimizer,
+                    learning_rate_half_life=None, learning_rate_half_life_minutes=minutes)
+        return float(generator_optimizer.learning_rate.numpy()), float(discriminator_optimizer.learning_rate.numpy())
+
+    # Epoch 0 measures the speed, at the initial rates.
+    assert run(1) == pytest.approx((1e-3, 4e-4))
+    assert "halve every" not in capsys.readouterr().out
+    # The resumed run takes the speed from epoch 0's row in metrics.csv, not from its own
+    # epochs: a made-up 6 seconds there make 30 seconds of training 5 epochs.
+    history = run_history.read(out_dir, 1)
+    history[0]["seconds"] = 6.0
+    run_history.write(out_dir, history)
+    assert run(3) == pytest.approx((1e-3 * 0.5 ** (2 / 5), 4e-4 * 0.5 ** (2 / 5)))
+    logged = capsys.readouterr().out
+    assert logged.count("halve every 0.5 minutes of training: every 5 epochs, as epoch 0 trained in 6.0 s") == 1, logged
+    settings = run_settings.load(out_dir)
+    assert settings["learning_rate_half_life"] is None and settings["learning_rate_half_life_minutes"] == minutes
+
+    # Without metrics.csv there is no speed to resume the schedule with.
+    os.remove(os.path.join(out_dir, storage.METRICS_CSV))
+    with pytest.raises(ValueError, match="holds 3 epochs but no metrics.csv rows"):
+        run(4)
+
+
+@pytest.mark.parametrize("half_lives, message", [
+    ((2.0, 10.0), "given twice, 2.0 epochs and 10.0 minutes"),
+    ((None, -1.0), "must be a positive number of minutes, got -1.0"),
+    ((None, 0.0), "must be a positive number of minutes, got 0.0"),
+])
+def test_bad_half_lives_in_minutes_are_refused(tiny_images, tmp_path, half_lives, message):
+    epochs_half_life, minutes_half_life = half_lives
+    with pytest.raises(ValueError, match=message):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH), 1, out_dir=str(tmp_path), verbose=0,
+                    learning_rate_half_life=epochs_half_life, learning_rate_half_life_minutes=minutes_half_life)
+    assert not os.listdir(tmp_path)  # refused before anything was written
+
+
 def test_the_learning_rate_decay_is_on_by_default_and_none_turns_it_off():
     parser = train.make_argument_parser()
-    assert parser.parse_args([]).lr_half_life == train.LEARNING_RATE_HALF_LIFE > 0
-    assert parser.parse_args(["--lr-half-life", "none"]).lr_half_life is None
-    assert parser.parse_args(["--lr-half-life", "20"]).lr_half_life == 20.0
+    assert parser.parse_args([]).lr_half_life == cli.HalfLife(train.LEARNING_RATE_HALF_LIFE, "epochs")
+    assert train.LEARNING_RATE_HALF_LIFE > 0
+    off = parser.parse_args(["--lr-half-life", "none"]).lr_half_life
+    assert off.epochs is None and off.minutes is None
+    assert parser.parse_args(["--lr-half-life", "20"]).lr_half_life.epochs == 20.0
+    in_minutes = parser.parse_args(["--lr-half-life", "21min"]).lr_half_life
+    assert in_minutes.minutes == 21.0 and in_minutes.epochs is None
 
 
 def test_noise_differs_between_steps_and_follows_the_seed():
@@ -521,7 +569,8 @@ def test_an_hour_run_trains_the_hours_models_and_records_its_settings(tiny_data_
     settings = run_settings.load(out_dir)
     assert settings["generator_options"]["filters"] == [192, 96, 32]
     assert settings["discriminator_options"]["filters"] == [96, 192]
-    assert settings["learning_rate_half_life"] == 8.0 and settings["ema_half_life_images"] == 100_000.0
+    assert settings["learning_rate_half_life"] is None and settings["learning_rate_half_life_minutes"] == 21.0
+    assert settings["ema_half_life_images"] == 100_000.0
     generator = keras.models.load_model(os.path.join(out_dir, storage.GENERATOR_FILE))
     assert generator.output_shape == (None, 28, 28, 1)
     assert any(layer.output.shape[1:] == (28, 28, 32) for layer in generator.layers)
