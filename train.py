@@ -109,7 +109,7 @@ HOUR = {
     # 1), where every 14 epochs gave 7.1 and 7.7 and every 6 was level or behind (tenth to
     # thirteenth rounds). On the AMX Xeon every 8 epochs fell to 0.04x and stopped improving
     # after 40 minutes (FID 8.1 at 60), where every 13.6, the same 21 minutes, reached 6.6
-    # (fifteenth round).
+    # and, at a second seed, 6.3 (fifteenth and sixteenth rounds; recall 0.74-0.75).
     "lr_half_life": cli.HalfLife(21.0, "minutes"),
     # Over 40,000 images the average ended 0.0-0.4 higher in all six hour runs (tenth to
     # twelfth rounds).
