@@ -180,7 +180,7 @@ class Controller:
         self._models = (generator, discriminator)
         self._generator_average = generator_average
         self._pictures_written = False  # end_epoch or finish brings the GIF and loss plot up to date
-        self._logged_epochs_of_training = False
+        self._epochs_of_training = None  # epochs_of_training's answer, once the first epoch has one
         if self.is_chief:
             storage.remove_partial_files(self.out_dir)
             if self.fresh:
@@ -376,7 +376,7 @@ class Controller:
 
     def epochs_of_training(self, minutes):
         """Returns how many epochs `minutes` of training take at the speed of the run's first
-        epoch, to 0.01 epochs, or None while that epoch trains; logs the answer once.
+        epoch, to 0.01 epochs, or None while that epoch trains; works it out and logs it once.
 
         The speed is that epoch's training seconds a step, from its row in metrics.csv and
         counted as the --max-minutes budget counts them: a resumed run, even on another
@@ -385,6 +385,8 @@ class Controller:
         Raises:
             ValueError: epochs are done but metrics.csv lists none to take the speed from.
         """
+        if self._epochs_of_training is not None:
+            return self._epochs_of_training
         if not self.history:
             if self.epoch > 0:
                 raise ValueError(f"{self.out_dir} holds {self.epoch} epochs but no {storage.METRICS_CSV} rows to "
@@ -393,12 +395,10 @@ class Controller:
         first = self.history[0]
         epoch_seconds = first["seconds"] / first["steps"] * self.steps_per_epoch
         hundredths = devices.from_chief(self.strategy, round(minutes * 60 / epoch_seconds * 100))
-        epochs = max(hundredths, 1) / 100
-        if not self._logged_epochs_of_training:
-            self.log(f"The learning rates halve every {minutes:g} minutes of training: every {epochs:g} epochs, as "
-                     f"epoch {first['epoch']} trained in {epoch_seconds:.1f} s", flush=True)
-            self._logged_epochs_of_training = True
-        return epochs
+        self._epochs_of_training = max(hundredths, 1) / 100
+        self.log(f"The learning rates halve every {minutes:g} minutes of training: every {self._epochs_of_training:g} "
+                 f"epochs, as epoch {first['epoch']} trained in {epoch_seconds:.1f} s", flush=True)
+        return self._epochs_of_training
 
     def _expected_duration(self, start_step):
         """Returns a line saying how long the training left should take, from the speed the
