@@ -99,6 +99,15 @@ class HalfLife(typing.NamedTuple):
         """The value if it is in minutes of training, else None."""
         return self.value if self.unit == "minutes" else None
 
+    def in_epochs(self, epoch_seconds):
+        """Returns the half-life in epochs: the value itself if in epochs, or, if in minutes,
+        as many epochs as those minutes train at `epoch_seconds` training seconds an epoch,
+        rounded to 0.01 (and at least 0.01, so a schedule never halves more than once a
+        hundredth of an epoch); None if there is no half-life."""
+        if self.value is None or self.unit == "epochs":
+            return self.value
+        return max(round(self.value * 60 / epoch_seconds * 100), 1) / 100
+
     def __str__(self):  # as --help shows a default, and as the flag is typed
         if self.value is None:
             return "none"

@@ -380,24 +380,33 @@ class Controller:
 
         The speed is that epoch's training seconds a step, from its row in metrics.csv and
         counted as the --max-minutes budget counts them: a resumed run, even on another
-        machine, keeps the schedule it started with, and every worker takes the chief's.
+        machine, keeps the schedule it started with, and every worker takes the chief's
+        (only the chief writes metrics.csv: another worker may resume with none).
 
         Raises:
-            ValueError: epochs are done but metrics.csv lists none to take the speed from.
+            ValueError: epochs are done but the chief's metrics.csv lists none to take the
+                speed from.
         """
         if self._epochs_of_training is not None:
             return self._epochs_of_training
-        if not self.history:
-            if self.epoch > 0:
-                raise ValueError(f"{self.out_dir} holds {self.epoch} epochs but no {storage.METRICS_CSV} rows to "
-                                 "measure their speed: give the learning rate's half-life in epochs to resume")
+        if self.epoch == 0:
             return None
-        first = self.history[0]
-        epoch_seconds = first["seconds"] / first["steps"] * self.steps_per_epoch
-        hundredths = devices.from_chief(self.strategy, round(minutes * 60 / epoch_seconds * 100))
-        self._epochs_of_training = max(hundredths, 1) / 100
-        self.log(f"The learning rates halve every {minutes:g} minutes of training: every {self._epochs_of_training:g} "
-                 f"epochs, as epoch {first['epoch']} trained in {epoch_seconds:.1f} s", flush=True)
+        hundredths = 0  # none known here
+        if self.history:
+            first = self.history[0]
+            epoch_seconds = first["seconds"] / first["steps"] * self.steps_per_epoch
+            hundredths = round(cli.HalfLife(minutes, "minutes").in_epochs(epoch_seconds) * 100)
+        # Every worker joins the chief's broadcast, rows or none: one that raised here alone
+        # would leave the others waiting in it.
+        hundredths = devices.from_chief(self.strategy, hundredths)
+        if not hundredths:
+            raise ValueError(f"{self.out_dir} holds {self.epoch} epochs but no {storage.METRICS_CSV} rows to "
+                             "measure their speed: give the learning rate's half-life in epochs to resume")
+        self._epochs_of_training = hundredths / 100
+        if self.history:
+            self.log(f"The learning rates halve every {minutes:g} minutes of training: every "
+                     f"{self._epochs_of_training:g} epochs, as epoch {first['epoch']} trained in {epoch_seconds:.1f} s",
+                     flush=True)
         return self._epochs_of_training
 
     def _expected_duration(self, start_step):

@@ -95,11 +95,10 @@ def make_default_run(images, args, **overrides):
 
     initial_learning_rates = (settings.g_learning_rate, settings.d_learning_rate)
     images_per_epoch = len(images)
-    lr_half_life_epochs = settings.lr_half_life.epochs
-    if settings.lr_half_life.minutes is not None:
-        # Minutes of training as --clock-rate counts them (train.py takes its first epoch's
-        # speed instead), to 0.01 epochs as train.py rounds them.
-        lr_half_life_epochs = round(settings.lr_half_life.minutes * 60 * settings.clock_rate / images_per_epoch, 2)
+    # Minutes of training as --clock-rate counts them (train.py takes its first epoch's speed
+    # instead), rounded alike.
+    lr_half_life_epochs = settings.lr_half_life.in_epochs(
+        images_per_epoch / settings.clock_rate if settings.clock_rate else None)
 
     def step(real_images):
         if lr_half_life_epochs is not None:  # as train.py does, epoch by epoch

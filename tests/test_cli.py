@@ -124,6 +124,16 @@ def test_a_half_life_says_its_unit_and_reads_back_as_typed():
     assert (cli.half_life("none").epochs, cli.half_life("none").minutes) == (None, None)
 
 
+def test_a_half_life_in_minutes_becomes_epochs_at_a_speed():
+    # 21 minutes at 157.1 s an epoch (382 img/s on 60,000 images) are 8.02 epochs.
+    assert cli.half_life("21min").in_epochs(60_000 / 382) == 8.02
+    assert cli.half_life("1min").in_epochs(7.0) == 8.57  # rounded to 0.01, not cut
+    assert cli.half_life("0.001min").in_epochs(600.0) == 0.01  # never below 0.01 epochs
+    # In epochs, or none: the speed does not matter.
+    assert cli.half_life("12").in_epochs(1.0) == 12.0 and cli.half_life("12").in_epochs(None) == 12.0
+    assert cli.half_life("none").in_epochs(1.0) is None
+
+
 def test_seed_argument_default_and_help():
     parser = cli.make_parser("program.py", "A test program.")
     cli.add_seed_argument(parser)

@@ -170,6 +170,21 @@ def test_two_workers_train_an_epoch_and_only_the_chief_writes_results(tmp_path):
     assert set(os.listdir(worker_dir)) <= {".worker_1_checkpoints"}, os.listdir(worker_dir)
 
 
+def test_two_workers_resume_a_half_life_in_minutes_from_the_chiefs_metrics(tmp_path):
+    # Only the chief writes metrics.csv, so worker 1 resumes with no first-epoch speed of its
+    # own: it must take the chief's schedule, not fail alone and leave the chief waiting.
+    flags = ("--lr-half-life", "0.01min")
+    for epochs in ("1", "2"):
+        workers, (chief_dir, worker_dir) = _start_workers(tmp_path, "--epochs", epochs, *flags)
+        outputs = _wait_for_workers(workers)
+        for index, (worker, (stdout, stderr)) in enumerate(zip(workers, outputs)):
+            assert worker.returncode == 0, f"epochs {epochs}, worker {index}:\n{stdout}\n{stderr[-3000:]}"
+    assert not os.path.exists(worker_dir / "metrics.csv")
+    assert "The learning rates halve every 0.01 minutes of training" in outputs[0][0]
+    with open(chief_dir / "metrics.csv", newline="") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["0", "1"]
+
+
 def test_mirrored_strategy_trains_on_a_machine_with_one_device(tiny_data_dir, tmp_path):
     # MirroredStrategy on a machine without GPUs mirrors onto the one CPU: one replica.
     out_dir = tmp_path / "run"
