@@ -4,7 +4,8 @@
 Each configuration trains for the same budget of training time, one after the other (so
 each has the whole machine), and is evaluated at fixed moments of its training time: FID,
 precision and recall in the features of the project's Fashion-MNIST classifier
-(evaluate.py). Evaluation time is not counted as training time.
+(evaluate.py). Evaluation time is not counted as training time. quality.json and
+quality.png in --out-dir are rewritten after every mark, so a run stopped early keeps them.
 
     python benchmarks/quality.py                       # 20 minutes each, about 70 minutes
     python benchmarks/quality.py --minutes 5 --configs default
@@ -45,6 +46,7 @@ import devices  # noqa: E402
 import evaluate  # noqa: E402
 import models  # noqa: E402
 import precision_probe  # noqa: E402
+import storage  # noqa: E402
 import train  # noqa: E402
 import tutorial  # noqa: E402
 
@@ -145,7 +147,7 @@ def make_tutorial_run(images, args):
 CONFIGURATIONS = {"default": make_default_run, "baseline": make_baseline_run, "tutorial": make_tutorial_run}
 
 
-def measure(name, run, minutes, evaluator, num_samples, seed, clock_rate=None, save_dir=None):
+def measure(name, run, minutes, evaluator, num_samples, seed, clock_rate=None, save_dir=None, on_mark=None):
     """Trains one configuration for `minutes` of training time, evaluating on the way.
 
     Args:
@@ -154,6 +156,8 @@ def measure(name, run, minutes, evaluator, num_samples, seed, clock_rate=None, s
         save_dir: None, or a directory where each evaluated generator is saved as
             <config>_<M>min.keras (as "default_ema_100000_60min.keras"), for checks of
             its own, such as an Inception FID on another machine.
+        on_mark: None, or a function called after each mark's evaluations with this
+            configuration's records so far.
 
     Returns:
         A list of dicts: config (with the generator's label), minutes, seconds (by the
@@ -188,6 +192,8 @@ def measure(name, run, minutes, evaluator, num_samples, seed, clock_rate=None, s
                       f"{images_seen / 60000:5.2f} epochs  {record['images_per_second']:6.0f} img/s  "
                       f"FID {record['fid']:7.2f}  precision {record['precision']:.3f}  "
                       f"recall {record['recall']:.3f}  IS {record['inception_score']:.2f}", flush=True)
+            if on_mark is not None:
+                on_mark(records)
     return records
 
 
@@ -300,12 +306,20 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     print(f"{', '.join(names)}: {args.minutes:g} training minutes each, FID on {args.samples} samples", flush=True)
     records = []
+
+    def write_results(config_records):
+        # After every mark, not only at the end: an hour stopped early (Ctrl-C, a crash)
+        # keeps quality.json and quality.png of everything it measured.
+        measured = records + config_records
+        with storage.atomic_path(os.path.join(args.out_dir, "quality.json")) as path, open(path, "w") as file:
+            json.dump({"settings": vars(args), "records": measured}, file, indent=1, default=str)
+        with storage.atomic_path(os.path.join(args.out_dir, "quality.png")) as path:
+            plot(measured, path)
+
     for name in names:
         records += measure(name, CONFIGURATIONS[name](images, args), args.minutes, evaluator, args.samples, args.seed,
-                           args.clock_rate, save_dir=args.out_dir)
-        with open(os.path.join(args.out_dir, "quality.json"), "w") as file:
-            json.dump({"settings": vars(args), "records": records}, file, indent=1, default=str)
-    print(f"plot: {plot(records, os.path.join(args.out_dir, 'quality.png'))}")
+                           args.clock_rate, save_dir=args.out_dir, on_mark=write_results)
+    print(f"results: {os.path.join(args.out_dir, 'quality.json')}, plot: {os.path.join(args.out_dir, 'quality.png')}")
     return 0
 
 

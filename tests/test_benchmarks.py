@@ -136,6 +136,39 @@ def test_the_quality_benchmark_saves_every_evaluated_generator_with_its_minutes(
     np.testing.assert_allclose(loaded(noise, training=False), trained(noise, training=False), atol=1e-6)
 
 
+def test_an_interrupted_quality_benchmark_keeps_the_marks_it_measured(tmp_path, monkeypatch):
+    import json
+
+    import tensorflow as tf
+
+    def fake_run(images, args):
+        # 10 images a step, counted at 60 images/s: the 1-minute mark is at step 360 and
+        # the 2-minute mark would be at 720, but Ctrl-C comes at step 500.
+        steps = []
+
+        def step(real_images):
+            steps.append(1)
+            if len(steps) == 500:
+                raise KeyboardInterrupt
+            return 0.0
+
+        dataset = tf.data.Dataset.from_tensor_slices(np.zeros((10, 10, 28, 28, 1), np.float32))
+        generator = models.make_generator_model(latent_dim=8, filters=(8, 4), extra_convolutions=0)
+        return step, {"": lambda: generator}, dataset
+
+    monkeypatch.setattr(quality.data, "load_fashion_mnist", lambda split, data_dir=None: (np.zeros((10, 28, 28)), None))
+    monkeypatch.setattr(quality.evaluate, "Evaluator", lambda data_dir=None: _FakeEvaluator())
+    monkeypatch.setitem(quality.CONFIGURATIONS, "default", fake_run)
+    with pytest.raises(KeyboardInterrupt):
+        quality.main(["--configs", "default", "--minutes", "5", "--clock-rate", "60", "--out-dir", str(tmp_path)])
+    with open(tmp_path / "quality.json") as file:
+        results = json.load(file)
+    assert [(record["config"], record["steps"]) for record in results["records"]] == [("default", 360)]
+    assert results["settings"]["minutes"] == 5.0
+    assert os.path.getsize(tmp_path / "quality.png") > 0
+    assert sorted(os.listdir(tmp_path)) == ["default_1min.keras", "quality.json", "quality.png"]  # no partial files
+
+
 def test_the_throughput_benchmark_builds_and_steps_every_configuration():
     import data
 
