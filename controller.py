@@ -258,6 +258,7 @@ class Controller:
         self._grid = None  # the current epoch's grid, once save_grid made it
         for epoch in range(self.start_epoch, self.total_epochs):
             self.epoch = epoch
+            self._step_seconds = []  # of each step this process trains, for the epoch's median
             self._progress_bar = None
             if self.verbose == 1:
                 self._progress_bar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=run_history.METRIC_NAMES,
@@ -287,6 +288,7 @@ class Controller:
             stopping.TrainingInterrupted: a signal arrived (a checkpoint was saved first).
         """
         step_seconds = time.perf_counter() - self._step_start
+        self._step_seconds.append(step_seconds)
         values = {name: float(results[name]) for name in run_history.METRIC_NAMES}
         if not (math.isfinite(values["d_loss"]) and math.isfinite(values["g_loss"])):
             self._stop_diverged(values)
@@ -321,7 +323,7 @@ class Controller:
         """Writes the epoch's metrics row (with FID when due), saves a checkpoint, then the
         epoch's TensorBoard summaries and the loss plot and GIF of the run so far; logs a line."""
         steps_done = self.checkpoints.position()[1]
-        row = run_history.epoch_row(self.epoch, steps_done, self.checkpoints.totals())
+        row = run_history.epoch_row(self.epoch, steps_done, self.checkpoints.totals(), self._step_seconds)
         if (self.evaluator is not None and self.evaluate_every and not self._stopped_early
                 and (self.epoch + 1) % self.evaluate_every == 0):
             row.update(self.evaluator.evaluate(generator, num_samples=self.evaluation_samples, seed=self.seed))
@@ -378,10 +380,12 @@ class Controller:
         """Returns how many epochs `minutes` of training take at the speed of the run's first
         epoch, to 0.01 epochs, or None while that epoch trains; works it out and logs it once.
 
-        The speed is that epoch's training seconds a step, from its row in metrics.csv and
-        counted as the --max-minutes budget counts them: a resumed run, even on another
-        machine, keeps the schedule it started with, and every worker takes the chief's
-        (only the chief writes metrics.csv: another worker may resume with none).
+        The speed is that of the first epoch's typical step, its median from its row in
+        metrics.csv, timed as the --max-minutes budget times steps: the first step's tracing
+        or a minute of other work on the machine does not shorten the run's whole schedule.
+        A resumed run, even on another machine, keeps the schedule it started with, and
+        every worker takes the chief's (only the chief writes metrics.csv: another worker
+        may resume with none).
 
         Raises:
             ValueError: epochs are done but the chief's metrics.csv lists none to take the
@@ -394,7 +398,7 @@ class Controller:
         hundredths = 0  # none known here
         if self.history:
             first = self.history[0]
-            epoch_seconds = first["seconds"] / first["steps"] * self.steps_per_epoch
+            epoch_seconds = run_history.epoch_seconds(first, self.steps_per_epoch)
             hundredths = round(cli.HalfLife(minutes, "minutes").in_epochs(epoch_seconds) * 100)
         # Every worker joins the chief's broadcast, rows or none: one that raised here alone
         # would leave the others waiting in it.
@@ -405,8 +409,8 @@ class Controller:
         self._epochs_of_training = hundredths / 100
         if self.history:
             self.log(f"The learning rates halve every {minutes:g} minutes of training: every "
-                     f"{self._epochs_of_training:g} epochs, as epoch {first['epoch']} trained in {epoch_seconds:.1f} s",
-                     flush=True)
+                     f"{self._epochs_of_training:g} epochs, {epoch_seconds:.1f} s each at the median step of epoch "
+                     f"{first['epoch']} (the whole epoch took {first['seconds']:.1f} s)", flush=True)
         return self._epochs_of_training
 
     def _expected_duration(self, start_step):

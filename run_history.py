@@ -1,19 +1,21 @@
 """The run's history: one row of metrics per epoch, in metrics.csv, and what it tells.
 
 Each row holds the epoch's mean losses, D's mean output on real images, D(x), and on
-generated ones, D(G(z)), its training seconds and images/s, and, for epochs that were
+generated ones, D(G(z)), its training seconds, images/s and median step (the speed of a
+typical step, untouched by the first step's tracing or a busy minute), and, for epochs that were
 evaluated, FID, Inception Score, precision and recall. The file is rewritten atomically
 after every epoch, before the checkpoint that marks the epoch as done, so it never lists
 an epoch that a resumed run would train again.
 """
 
 import os
+import statistics
 
 import storage
 
 METRIC_NAMES = ("d_loss", "g_loss", "d_real", "d_fake")  # what train_step returns
 CSV_FIELDS = ("epoch", "steps", "d_loss", "g_loss", "d_real", "d_fake", "seconds",
-              "images_per_second", "fid", "inception_score", "precision", "recall")
+              "images_per_second", "median_step_seconds", "fid", "inception_score", "precision", "recall")
 
 # D(G(z)) below this for this many epochs in a row, with g_loss rising, is the classic
 # failure where D wins outright and G stops learning.
@@ -53,13 +55,24 @@ def replace_row(rows, row):
     return sorted([old for old in rows if old["epoch"] != row["epoch"]] + [row], key=lambda r: r["epoch"])
 
 
-def epoch_row(epoch, steps, totals):
-    """Returns the row of an epoch from its sums (see checkpoints.TOTALS) over `steps` steps."""
+def epoch_row(epoch, steps, totals, step_seconds=()):
+    """Returns the row of an epoch from its sums (see checkpoints.TOTALS) over `steps` steps
+    and the `step_seconds` of the steps this process timed (a resumed epoch: only those
+    after the resume; none: no median)."""
     row = {"epoch": epoch, "steps": steps}
     row.update({name: totals[name] / steps for name in METRIC_NAMES})
     row["seconds"] = totals["seconds"]
     row["images_per_second"] = totals["images"] / max(totals["seconds"], 1e-9)
+    row["median_step_seconds"] = statistics.median(step_seconds) if len(step_seconds) else ""
     return row
+
+
+def epoch_seconds(row, steps_per_epoch):
+    """Returns how long an epoch of `steps_per_epoch` steps trains at the speed of `row`'s
+    typical step, its median (a row of a file written before the median was: its mean)."""
+    median = row.get("median_step_seconds")
+    step_seconds = median if median not in (None, "") else row["seconds"] / row["steps"]
+    return step_seconds * steps_per_epoch
 
 
 def format_row(row, epochs):

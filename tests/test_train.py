@@ -170,13 +170,19 @@ def test_a_half_life_in_minutes_follows_the_first_epochs_speed_also_across_a_res
     assert run(1) == pytest.approx((1e-3, 4e-4))
     assert "halve every" not in capsys.readouterr().out
     # The resumed run takes the speed from epoch 0's row in metrics.csv, not from its own
-    # epochs: a made-up 6 seconds there make 30 seconds of training 5 epochs.
+    # epochs, and from its median step, not its mean: a made-up median making an epoch 6
+    # seconds long turns 30 seconds of training into 5 epochs, though the whole epoch is
+    # made to have taken 60 seconds (the first step's tracing, a busy minute).
     history = run_history.read(out_dir, 1)
-    history[0]["seconds"] = 6.0
+    # The median leaves out the first step's tracing, which dominates so tiny an epoch's mean.
+    assert 0 < history[0]["median_step_seconds"] < history[0]["seconds"] / history[0]["steps"]
+    history[0]["median_step_seconds"] = 6.0 / history[0]["steps"]
+    history[0]["seconds"] = 60.0
     run_history.write(out_dir, history)
     assert run(3) == pytest.approx((1e-3 * 0.5 ** (2 / 5), 4e-4 * 0.5 ** (2 / 5)))
     logged = capsys.readouterr().out
-    assert logged.count("halve every 0.5 minutes of training: every 5 epochs, as epoch 0 trained in 6.0 s") == 1, logged
+    assert logged.count("halve every 0.5 minutes of training: every 5 epochs, 6.0 s each at the median step of epoch "
+                        "0 (the whole epoch took 60.0 s)") == 1, logged
     settings = run_settings.load(out_dir)
     assert settings["learning_rate_half_life"] is None and settings["learning_rate_half_life_minutes"] == minutes
 
@@ -184,6 +190,18 @@ def test_a_half_life_in_minutes_follows_the_first_epochs_speed_also_across_a_res
     os.remove(os.path.join(out_dir, storage.METRICS_CSV))
     with pytest.raises(ValueError, match="holds 3 epochs but no metrics.csv rows"):
         run(4)
+
+
+def test_an_epochs_typical_speed_is_its_median_step():
+    totals = {"d_loss": 4.0, "g_loss": 8.0, "d_real": 2.0, "d_fake": 1.0, "seconds": 5.6, "images": 128.0}
+    row = run_history.epoch_row(0, 4, totals, [0.1, 0.2, 5.0, 0.3])  # a slow first step
+    assert row["median_step_seconds"] == pytest.approx(0.25) and row["seconds"] == 5.6
+    assert run_history.epoch_seconds(row, 10) == pytest.approx(2.5)
+    # A row from before the median was recorded, or of an epoch this process timed no step
+    # of: the mean step.
+    assert run_history.epoch_row(0, 4, totals)["median_step_seconds"] == ""
+    assert run_history.epoch_seconds(dict(row, median_step_seconds=""), 10) == pytest.approx(14.0)
+    assert run_history.epoch_seconds({"seconds": 5.6, "steps": 4}, 10) == pytest.approx(14.0)
 
 
 @pytest.mark.parametrize("half_lives, message", [
