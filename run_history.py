@@ -3,9 +3,9 @@
 Each row holds the epoch's mean losses, D's mean output on real images, D(x), and on
 generated ones, D(G(z)), its training seconds, images/s and median step (the speed of a
 typical step, untouched by the first step's tracing or a busy minute), and, for epochs
-that were evaluated, FID, Inception Score, precision and recall. The file is rewritten atomically
-after every epoch, before the checkpoint that marks the epoch as done, so it never lists
-an epoch that a resumed run would train again.
+that were evaluated, FID, Inception Score, precision and recall. The file is rewritten
+atomically after every epoch, before the checkpoint that marks the epoch as done, so it
+never lists an epoch that a resumed run would train again.
 """
 
 import os
