@@ -62,7 +62,7 @@ BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_
                 label_smoothing=0.0, augment=(), generator_filters=(128, 64), discriminator_filters=(64, 128),
                 generator_upsampling="transposed", generator_extra_convolutions=0, discriminator_extra_convolutions=0,
                 minibatch_stddev=False, spectral_norm=False, r1_weight=0.0, lr_half_life=cli.HalfLife(None),
-                ema_half_lives=(), show_trained=True)
+                ema_half_lives=(), show_trained=True, latent_dim=models.LATENT_DIM)
 
 
 def make_default_run(images, args, **overrides):
@@ -79,11 +79,11 @@ def make_default_run(images, args, **overrides):
                                  minibatch_stddev=settings.minibatch_stddev, spectral_norm=settings.spectral_norm)
     # The precision `python train.py` would use here for these models (measured, as it measures).
     precision = precision_probe.decide(settings.precision, train.train_step, settings.batch_size,
-                                       generator_options=generator_options,
+                                       settings.latent_dim, generator_options=generator_options,
                                        discriminator_options=discriminator_options).precision
     keras.utils.set_random_seed(settings.seed)
     with devices.dtype_policy(precision):
-        generator = models.make_generator_model(**generator_options)
+        generator = models.make_generator_model(settings.latent_dim, **generator_options)
         discriminator = models.make_discriminator_model(**discriminator_options)
     generator_optimizer, discriminator_optimizer = models.make_optimizers(
         settings.g_learning_rate, settings.d_learning_rate, settings.beta_1,
@@ -235,6 +235,8 @@ def make_argument_parser():
     default_group = parser.add_argument_group("the default configuration (for tuning)")
     default_group.add_argument("--batch-size", type=cli.bounded_int(1, 60000), default=train.BATCH_SIZE,
                                help="images per training step")
+    default_group.add_argument("--latent-dim", type=cli.bounded_int(1, train.MAX_LATENT_DIM),
+                               default=train.LATENT_DIM, help="noise size of G")
     default_group.add_argument("--g-learning-rate", type=cli.positive_float, default=models.GENERATOR_LEARNING_RATE,
                                help="the generator's Adam learning rate")
     default_group.add_argument("--d-learning-rate", type=cli.positive_float,

@@ -46,6 +46,9 @@ def test_the_quality_benchmark_evaluates_every_generator_of_a_run_and_the_baseli
     step, generators, dataset = quality.make_baseline_run(images, args)
     assert list(generators) == [""] and next(iter(dataset)).shape[0] == 64
     assert generators[""]().count_params() == models.make_generator_model(extra_convolutions=0).count_params()
+    # It keeps the default's noise size whatever the run under test asks for.
+    args.latent_dim = 16
+    assert quality.make_baseline_run(images, args)[1][""]().input_shape == (None, models.LATENT_DIM)
 
 
 @pytest.fixture
@@ -68,8 +71,9 @@ def test_the_quality_benchmark_trains_the_issue_11_variants(built_optimizers):
         ["--seed", "0", "--batch-size", "32", "--precision", "float32", "--generator-upsampling", "resize",
          "--generator-extra-convolutions", "1", "--discriminator-extra-convolutions", "1", "--minibatch-stddev",
          "--spectral-norm", "--r1-weight", "1", "--r1-interval", "2", "--lr-half-life", "1", "--show-trained",
-         "--beta-2", "0.99"])
+         "--beta-2", "0.99", "--latent-dim", "16"])
     step, generators, dataset = quality.make_default_run(images, args)
+    assert generators["trained G"]().input_shape == (None, 16)
     assert [float(optimizer.beta_2) for optimizer in built_optimizers] == pytest.approx([0.99, 0.99])
     batches = iter(dataset.repeat())
     assert all(np.isfinite(step(next(batches))) for _ in range(3))
