@@ -30,7 +30,7 @@ NOT_COMPARED = ("precision_choice",)
 # Options that earlier versions did not record, with the values those versions always used,
 # so that their runs resume with the same models.
 UNRECORDED_ARCHITECTURE = {"generator_options": {"filters": [128, 64]},
-                           "discriminator_options": {"filters": [64, 128]}}
+                           "discriminator_options": {"filters": [64, 128], "head_convolutions": 0}}
 
 
 def load(out_dir):

@@ -78,6 +78,7 @@ GENERATOR_UPSAMPLING = models.GENERATOR_UPSAMPLING  # "transposed"
 GENERATOR_EXTRA_CONVOLUTIONS = models.GENERATOR_EXTRA_CONVOLUTIONS  # 1
 DISCRIMINATOR_EXTRA_CONVOLUTIONS = models.DISCRIMINATOR_EXTRA_CONVOLUTIONS  # 0
 MINIBATCH_STDDEV = models.MINIBATCH_STDDEV  # True
+DISCRIMINATOR_HEAD_CONVOLUTIONS = models.DISCRIMINATOR_HEAD_CONVOLUTIONS  # 0
 SPECTRAL_NORM = models.SPECTRAL_NORM  # False
 # Both rates halve every 12 epochs (0.45x in the default run's last epoch): late updates
 # refine instead of wander. FID 12.8 against 14.5 with constant rates after 20 minutes
@@ -231,7 +232,8 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         r1_weight, r1_interval: the R1 penalty on D (train_step).
         generator_options, discriminator_options: keyword arguments of
             models.make_generator_model / make_discriminator_model for models built here
-            (filters, upsampling, extra_convolutions, minibatch_stddev, spectral_norm).
+            (filters, upsampling, extra_convolutions, minibatch_stddev, spectral_norm,
+            head_convolutions).
         learning_rate_half_life: epochs over which both learning rates halve, epoch by
             epoch (epoch e trains at the initial rates times 0.5 ** (e / half-life));
             None keeps them constant.
@@ -269,7 +271,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
                          "extra_convolutions": GENERATOR_EXTRA_CONVOLUTIONS, **(generator_options or {})}
     discriminator_options = {"filters": DISCRIMINATOR_FILTERS, "extra_convolutions": DISCRIMINATOR_EXTRA_CONVOLUTIONS,
                              "minibatch_stddev": MINIBATCH_STDDEV, "spectral_norm": SPECTRAL_NORM,
-                             **(discriminator_options or {})}
+                             "head_convolutions": DISCRIMINATOR_HEAD_CONVOLUTIONS, **(discriminator_options or {})}
     for half_life, unit in ((learning_rate_half_life, "epochs"), (learning_rate_half_life_minutes, "minutes")):
         if half_life is not None and not half_life > 0:
             raise ValueError(f"the learning rate's half-life must be a positive number of {unit}, got {half_life}")
@@ -409,6 +411,8 @@ def make_argument_parser():
         help="3x3 convolutions D adds at 14x14 and at 7x7 each")
     add("--minibatch-stddev", action=argparse.BooleanOptionalAction, default=MINIBATCH_STDDEV,
         help="D also sees how much the images of its batch differ")
+    add("--discriminator-head-convolutions", type=cli.bounded_int(0, 8), default=DISCRIMINATOR_HEAD_CONVOLUTIONS,
+        help="3x3 convolutions D adds at 7x7 after the minibatch feature")
     add("--spectral-norm", action=argparse.BooleanOptionalAction, default=SPECTRAL_NORM,
         help="spectral normalization of D's weights")
     add("--ema-half-life", type=cli.positive_float, default=EMA_HALF_LIFE_IMAGES,
@@ -464,7 +468,8 @@ def main(argv=None):
                                      extra_convolutions=args.generator_extra_convolutions),
               discriminator_options=dict(filters=args.discriminator_filters,
                                          extra_convolutions=args.discriminator_extra_convolutions,
-                                         minibatch_stddev=args.minibatch_stddev, spectral_norm=args.spectral_norm),
+                                         minibatch_stddev=args.minibatch_stddev, spectral_norm=args.spectral_norm,
+                                         head_convolutions=args.discriminator_head_convolutions),
               ema_half_life_images=None if args.no_ema else args.ema_half_life, ema_warmup_fraction=args.ema_warmup,
               seed=args.seed, precision=args.precision, strategy=strategy,
               out_dir=args.out_dir, verbose=2 if args.quiet else 1, fresh=args.fresh, max_minutes=args.max_minutes,

@@ -116,6 +116,7 @@ def _assert_one_clear_error(code, lines, expected_text):
     ("--discriminator-filters", "wide", "expected two comma-separated whole numbers"),
     ("--generator-extra-convolutions", "-1", "must be between 0 and"),
     ("--discriminator-extra-convolutions", "two", "expected a whole number"),
+    ("--discriminator-head-convolutions", "-1", "must be between 0 and"),
     ("--augment", "translation,zoom", "unknown augmentation zoom"),
     ("--precision", "float8", "invalid choice"),
     ("--strategy", "tpu", "invalid choice"),

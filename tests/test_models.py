@@ -161,13 +161,14 @@ def test_generator_with_a_full_size_layer_makes_its_image_from_those_features(up
 def test_discriminator_variants_give_one_float32_logit_and_save(tmp_path):
     with devices.dtype_policy("mixed_bfloat16"):
         discriminator = models.make_discriminator_model(extra_convolutions=1, minibatch_stddev=True,
-                                                        spectral_norm=True)
+                                                        spectral_norm=True, head_convolutions=1)
     images = tf.random.uniform([8, 28, 28, 1], -1, 1)
     logits = discriminator(images, training=False)
     assert logits.shape == (8, 1) and logits.dtype == tf.float32
     layer_types = [type(layer).__name__ for layer in discriminator.layers]
-    # Every layer with weights is normalized: 2 strided + 2 extra convolutions, the logit.
-    assert layer_types.count("SpectralNormalization") == 5
+    # Every layer with weights is normalized: 2 strided + 2 extra convolutions, the head's
+    # convolution, the logit.
+    assert layer_types.count("SpectralNormalization") == 6
     assert layer_types.count("MinibatchStandardDeviation") == 1
     path = str(tmp_path / "discriminator.keras")
     discriminator.save(path)
@@ -196,6 +197,18 @@ def test_minibatch_stddev_appends_the_spread_of_each_group():
     np.testing.assert_allclose(spread[:, 0, 0, 2], [1.0, 1.0, 1e-4, 1e-4], rtol=1e-3)
     # A batch the group size does not divide uses the largest group size that does.
     assert models.MinibatchStandardDeviation(group_size=4)(tf.ones([3, 2, 2, 1])).shape == (3, 2, 2, 2)
+
+
+def test_the_discriminators_head_convolves_the_minibatch_feature_with_the_images_features():
+    discriminator = models.make_discriminator_model(filters=(8, 16), head_convolutions=2)
+    head = [layer for layer in discriminator.layers if isinstance(layer, keras.layers.Conv2D)][2:]
+    # The first takes the 16 channels at 7x7 and the spread; both keep D's 16 channels.
+    assert [tuple(layer.kernel.shape) for layer in head] == [(3, 3, 17, 16), (3, 3, 16, 16)]
+    assert discriminator.get_layer("logit").kernel.shape == (7 * 7 * 16, 1)
+    assert discriminator(tf.random.uniform([4, 28, 28, 1], -1, 1)).shape == (4, 1)
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match="head convolutions"):
+            models.make_discriminator_model(head_convolutions=bad)
 
 
 @pytest.mark.parametrize("bad", [dict(upsampling="bilinear"), dict(extra_convolutions=-1),

@@ -91,20 +91,22 @@ def test_the_r1_penalty_changes_d_only_on_every_intervalth_step():
 def test_variant_models_and_r1_train_resume_and_refuse_another_architecture(tiny_images, tmp_path):
     out_dir = str(tmp_path)
     variant = dict(generator_options=dict(upsampling="resize", extra_convolutions=1),
-                   discriminator_options=dict(minibatch_stddev=True, spectral_norm=True), r1_weight=1.0, r1_interval=2)
+                   discriminator_options=dict(minibatch_stddev=True, spectral_norm=True, head_convolutions=1),
+                   r1_weight=1.0, r1_interval=2)
     train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 1, out_dir=out_dir, seed=8, verbose=0, **variant)
     history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=out_dir, verbose=0, **variant)
     assert [row["epoch"] for row in history] == [0, 1]
     assert all(np.isfinite(row["d_loss"]) for row in history)
     settings = run_settings.load(out_dir)
     assert settings["r1_weight"] == 1.0 and settings["discriminator_options"]["spectral_norm"] is True
+    assert settings["discriminator_options"]["head_convolutions"] == 1
     saved = keras.models.load_model(os.path.join(out_dir, "generator.keras"))
     assert "UpSampling2D" in [type(layer).__name__ for layer in saved.layers]
     # The same run without spectral normalization is another D, though its checkpoint
     # would restore into it: refused, not half-restored.
     with pytest.raises(ValueError, match="trained with discriminator_options"):
         train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 3, out_dir=out_dir, verbose=0,
-                    **{**variant, "discriminator_options": dict(minibatch_stddev=True)})
+                    **{**variant, "discriminator_options": dict(minibatch_stddev=True, head_convolutions=1)})
 
 
 def test_other_widths_train_and_resume_and_runs_of_earlier_versions_resume_with_the_default_widths(
@@ -122,12 +124,14 @@ def test_other_widths_train_and_resume_and_runs_of_earlier_versions_resume_with_
     assert saved.get_layer(index=1).units == 7 * 7 * 16  # the Dense projection to 7x7x16
     assert [layer for layer in saved.layers if isinstance(layer, keras.layers.Conv2D)][-1].kernel.shape == (3, 3, 4, 1)
 
-    # Earlier versions recorded no widths: their runs had the default ones and resume.
+    # Earlier versions recorded no widths and no head convolutions: their runs had the
+    # default widths and none, and resume.
     old_dir = str(tmp_path / "old")
     train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 1, out_dir=old_dir, seed=8, verbose=2)
     settings = run_settings.load(old_dir)
     for name in ("generator_options", "discriminator_options"):
         del settings[name]["filters"]
+    del settings["discriminator_options"]["head_convolutions"]
     run_settings.save(old_dir, settings)
     capsys.readouterr()
     history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=old_dir, verbose=2)
