@@ -71,20 +71,37 @@ def emulation_warning(precision):
 
 
 def device_name():
-    """Returns the training device's model name, e.g. "NVIDIA A100" or "AMD EPYC (2 cores)"."""
+    """Returns the training device's model name, e.g. "NVIDIA A100" or "AMD EPYC, family 26
+    model 2 (2 cores)"."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-    name = "CPU"
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
+            return f"{cpu_name(cpuinfo.read())} ({os.cpu_count()} cores)"
     except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} cores)"
+        return f"CPU ({os.cpu_count()} cores)"
+
+
+def cpu_name(cpuinfo):
+    """Returns the first processor's name in the text of /proc/cpuinfo, with its family and
+    model numbers when they are listed.
+
+    A virtual machine's CPU is often named only "AMD EPYC" or "Intel Xeon Processor", which
+    covers generations whose fastest precision differs (an AMD Zen 4 and a Zen 5 both say
+    "AMD EPYC"); the numbers tell them apart, so a measurement remembered on one is not
+    taken for the other.
+    """
+    fields = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            break  # the end of the first processor's block
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or "CPU"
+    if fields.get("cpu family") and fields.get("model"):
+        name += f", family {fields['cpu family']} model {fields['model']}"
+    return name
 
 
 def check_precision(precision):
