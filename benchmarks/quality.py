@@ -61,8 +61,8 @@ OUT_DIR = "quality_output"
 BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_1=0.5, beta_2=0.999,
                 label_smoothing=0.0, augment=(), generator_filters=(128, 64), discriminator_filters=(64, 128),
                 generator_upsampling="transposed", generator_extra_convolutions=0, discriminator_extra_convolutions=0,
-                minibatch_stddev=False, spectral_norm=False, discriminator_head_convolutions=0, r1_weight=0.0, lr_half_life=cli.HalfLife(None),
-                ema_half_lives=(), show_trained=True, latent_dim=models.LATENT_DIM)
+                minibatch_stddev=False, spectral_norm=False, discriminator_head_convolutions=0, r1_weight=0.0,
+                lr_half_life=cli.HalfLife(None), ema_half_lives=(), show_trained=True, latent_dim=models.LATENT_DIM)
 
 
 def make_default_run(images, args, **overrides):
