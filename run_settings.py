@@ -30,7 +30,8 @@ NOT_COMPARED = ("precision_choice",)
 # Options that earlier versions did not record, with the values those versions always used,
 # so that their runs resume with the same models.
 UNRECORDED_ARCHITECTURE = {"generator_options": {"filters": [128, 64]},
-                           "discriminator_options": {"filters": [64, 128], "head_convolutions": 0}}
+                           "discriminator_options": {"filters": [64, 128], "head_convolutions": 0,
+                                                     "head_filters": None}}
 
 
 def load(out_dir):

@@ -80,6 +80,7 @@ GENERATOR_EXTRA_CONVOLUTIONS = models.GENERATOR_EXTRA_CONVOLUTIONS  # 1
 DISCRIMINATOR_EXTRA_CONVOLUTIONS = models.DISCRIMINATOR_EXTRA_CONVOLUTIONS  # 0
 MINIBATCH_STDDEV = models.MINIBATCH_STDDEV  # True
 DISCRIMINATOR_HEAD_CONVOLUTIONS = models.DISCRIMINATOR_HEAD_CONVOLUTIONS  # 0
+DISCRIMINATOR_HEAD_FILTERS = models.DISCRIMINATOR_HEAD_FILTERS  # None: as many as D's at 7x7
 SPECTRAL_NORM = models.SPECTRAL_NORM  # False
 # Both rates halve every 12 epochs (0.45x in the default run's last epoch): late updates
 # refine instead of wander. FID 12.8 against 14.5 with constant rates after 20 minutes
@@ -234,7 +235,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         generator_options, discriminator_options: keyword arguments of
             models.make_generator_model / make_discriminator_model for models built here
             (filters, upsampling, extra_convolutions, minibatch_stddev, spectral_norm,
-            head_convolutions).
+            head_convolutions, head_filters).
         learning_rate_half_life: epochs over which both learning rates halve, epoch by
             epoch (epoch e trains at the initial rates times 0.5 ** (e / half-life));
             None keeps them constant.
@@ -272,7 +273,13 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
                          "extra_convolutions": GENERATOR_EXTRA_CONVOLUTIONS, **(generator_options or {})}
     discriminator_options = {"filters": DISCRIMINATOR_FILTERS, "extra_convolutions": DISCRIMINATOR_EXTRA_CONVOLUTIONS,
                              "minibatch_stddev": MINIBATCH_STDDEV, "spectral_norm": SPECTRAL_NORM,
-                             "head_convolutions": DISCRIMINATOR_HEAD_CONVOLUTIONS, **(discriminator_options or {})}
+                             "head_convolutions": DISCRIMINATOR_HEAD_CONVOLUTIONS,
+                             "head_filters": DISCRIMINATOR_HEAD_FILTERS, **(discriminator_options or {})}
+    if (not discriminator_options["head_convolutions"]
+            or discriminator_options["head_filters"] == tuple(discriminator_options["filters"])[-1]):
+        # One spelling for one model: no head, or one as wide as D's last convolution,
+        # records None as earlier versions did, so a resume compares models, not spellings.
+        discriminator_options["head_filters"] = None
     for half_life, unit in ((learning_rate_half_life, "epochs"), (learning_rate_half_life_minutes, "minutes")):
         if half_life is not None and not half_life > 0:
             raise ValueError(f"the learning rate's half-life must be a positive number of {unit}, got {half_life}")
@@ -414,6 +421,8 @@ def make_argument_parser():
         help="D also sees how much the images of its batch differ")
     add("--discriminator-head-convolutions", type=cli.bounded_int(0, 8), default=DISCRIMINATOR_HEAD_CONVOLUTIONS,
         help="3x3 convolutions D adds at 7x7 after the minibatch feature")
+    add("--discriminator-head-filters", type=cli.bounded_int(1, 4096), default=DISCRIMINATOR_HEAD_FILTERS,
+        help="channels of those convolutions (none: as many as D's at 7x7)")
     add("--spectral-norm", action=argparse.BooleanOptionalAction, default=SPECTRAL_NORM,
         help="spectral normalization of D's weights")
     add("--ema-half-life", type=cli.positive_float, default=EMA_HALF_LIFE_IMAGES,
@@ -470,7 +479,8 @@ def main(argv=None):
               discriminator_options=dict(filters=args.discriminator_filters,
                                          extra_convolutions=args.discriminator_extra_convolutions,
                                          minibatch_stddev=args.minibatch_stddev, spectral_norm=args.spectral_norm,
-                                         head_convolutions=args.discriminator_head_convolutions),
+                                         head_convolutions=args.discriminator_head_convolutions,
+                                         head_filters=args.discriminator_head_filters),
               ema_half_life_images=None if args.no_ema else args.ema_half_life, ema_warmup_fraction=args.ema_warmup,
               seed=args.seed, precision=args.precision, strategy=strategy,
               out_dir=args.out_dir, verbose=2 if args.quiet else 1, fresh=args.fresh, max_minutes=args.max_minutes,

@@ -61,7 +61,8 @@ OUT_DIR = "quality_output"
 BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_1=0.5, beta_2=0.999,
                 label_smoothing=0.0, augment=(), generator_filters=(128, 64), discriminator_filters=(64, 128),
                 generator_upsampling="transposed", generator_extra_convolutions=0, discriminator_extra_convolutions=0,
-                minibatch_stddev=False, spectral_norm=False, discriminator_head_convolutions=0, r1_weight=0.0,
+                minibatch_stddev=False, spectral_norm=False, discriminator_head_convolutions=0,
+                discriminator_head_filters=None, r1_weight=0.0,
                 lr_half_life=cli.HalfLife(None), ema_half_lives=(), show_trained=True, latent_dim=models.LATENT_DIM)
 
 
@@ -77,7 +78,8 @@ def make_default_run(images, args, **overrides):
     discriminator_options = dict(filters=tuple(settings.discriminator_filters),
                                  extra_convolutions=settings.discriminator_extra_convolutions,
                                  minibatch_stddev=settings.minibatch_stddev, spectral_norm=settings.spectral_norm,
-                                 head_convolutions=settings.discriminator_head_convolutions)
+                                 head_convolutions=settings.discriminator_head_convolutions,
+                                 head_filters=settings.discriminator_head_filters)
     # The precision `python train.py` would use here for these models (measured, as it measures).
     precision = precision_probe.decide(settings.precision, train.train_step, settings.batch_size,
                                        settings.latent_dim, generator_options=generator_options,
@@ -268,6 +270,9 @@ def make_argument_parser():
     default_group.add_argument("--discriminator-head-convolutions", type=cli.bounded_int(0, 4),
                                default=models.DISCRIMINATOR_HEAD_CONVOLUTIONS,
                                help="3x3 convolutions D adds at 7x7 after the minibatch feature")
+    default_group.add_argument("--discriminator-head-filters", type=cli.bounded_int(1, 4096),
+                               default=models.DISCRIMINATOR_HEAD_FILTERS,
+                               help="channels of those convolutions (none: as many as D's at 7x7)")
     default_group.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction,
                                default=models.SPECTRAL_NORM, help="spectral normalization of D's weights")
     default_group.add_argument("--lr-half-life", type=cli.half_life,

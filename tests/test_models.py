@@ -209,6 +209,14 @@ def test_the_discriminators_head_convolves_the_minibatch_feature_with_the_images
     for bad in (-1, 1.5):
         with pytest.raises(ValueError, match="head convolutions"):
             models.make_discriminator_model(head_convolutions=bad)
+    # A narrower head: its convolutions have their own channels, the logit reads them.
+    narrow = models.make_discriminator_model(filters=(8, 16), head_convolutions=2, head_filters=4)
+    head = [layer for layer in narrow.layers if isinstance(layer, keras.layers.Conv2D)][2:]
+    assert [tuple(layer.kernel.shape) for layer in head] == [(3, 3, 17, 4), (3, 3, 4, 4)]
+    assert narrow.get_layer("logit").kernel.shape == (7 * 7 * 4, 1)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="head filters"):
+            models.make_discriminator_model(head_convolutions=1, head_filters=bad)
 
 
 @pytest.mark.parametrize("bad", [dict(upsampling="bilinear"), dict(extra_convolutions=-1),

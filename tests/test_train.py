@@ -107,6 +107,17 @@ def test_variant_models_and_r1_train_resume_and_refuse_another_architecture(tiny
     with pytest.raises(ValueError, match="trained with discriminator_options"):
         train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 3, out_dir=out_dir, verbose=0,
                     **{**variant, "discriminator_options": dict(minibatch_stddev=True, head_convolutions=1)})
+    # The head's width spelled out as D's own is the same model and resumes; another is not.
+    same_head = dict(minibatch_stddev=True, spectral_norm=True, head_convolutions=1,
+                     head_filters=train.DISCRIMINATOR_FILTERS[-1])
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 3, out_dir=out_dir, verbose=0,
+                          **{**variant, "discriminator_options": same_head})
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    assert run_settings.load(out_dir)["discriminator_options"]["head_filters"] is None
+    # (Its checkpoint does not restore into the narrower head, which already says so.)
+    with pytest.raises(ValueError, match="trained with discriminator_options|does not fit these models"):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 4, out_dir=out_dir, verbose=0,
+                    **{**variant, "discriminator_options": {**same_head, "head_filters": 8}})
 
 
 def test_other_widths_train_and_resume_and_runs_of_earlier_versions_resume_with_the_default_widths(
