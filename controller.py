@@ -191,6 +191,8 @@ class Controller:
         restored = None
         if not self.fresh:
             self.checkpoints.check_latent_dim()
+            if self.checkpoints.latest is not None:
+                run_settings.check_architecture(run_settings.load(self.out_dir), settings)
             restored = self.checkpoints.restore()
             if restored and self.checkpoints.missing_extras:
                 # A checkpoint of an earlier version, or of a run without averaging.

@@ -42,8 +42,9 @@ MINIBATCH_STDDEV = True  # FID 27 against 31 after 5 minutes, and 60 against 62,
 # precision 0.79 and recall 0.81 against 0.71 and 0.73, but FID 16.2 against 6.9, rising
 # after 30 minutes (seed 1; benchmarks/RESULTS.md, eighteenth round). With 32 channels
 # (--discriminator-head-filters 32, no measurable cost in speed on an AMD EPYC Zen 5) the
-# hour ended at FID 5.2, precision 0.80, recall 0.76 (seed 1, nineteenth round): a
-# candidate for --hour once a second seed agrees.
+# hour ended at FID 5.2, precision 0.80, recall 0.76 (seed 1, nineteenth round), and 5.8,
+# 0.79, 0.76 at seed 2 (twentieth): --hour's head since (train.HOUR). Not yet measured
+# with the default's smaller models, which stay without one.
 DISCRIMINATOR_HEAD_CONVOLUTIONS = 0
 # The head's channels; None: as many as D's last convolution (Karras et al.'s choice).
 DISCRIMINATOR_HEAD_FILTERS = None

@@ -12,8 +12,10 @@ wrong images. `compare` says, for each changed setting, whether the run can go o
 
 The seed, the noise size and the architecture never change within a run: the seed is
 checked when it is chosen (cli.choose_seed), the others when the checkpoint is restored,
-and the architecture's options (ARCHITECTURE) here too, as a checkpoint of a D without
-spectral normalization, say, would otherwise restore into one with it.
+and the architecture's options (ARCHITECTURE) here too, before the restore
+(`check_architecture`): the error then names the option that changed rather than a tensor
+that does not fit, and a checkpoint of a D without spectral normalization, say, would
+otherwise restore into one with it.
 """
 
 import json
@@ -75,19 +77,12 @@ def compare(previous, current, epoch, step_in_epoch):
     """
     if previous is None:
         return []
-    # Compare what the file will hold: tuples become lists in JSON.
-    current = json.loads(json.dumps(current))
-    previous = dict(previous)
-    for name, unrecorded in UNRECORDED_ARCHITECTURE.items():
-        if isinstance(previous.get(name), dict):
-            previous[name] = {**unrecorded, **previous[name]}
+    current, previous = _comparable(previous, current)
     changes = {name: (previous[name], value) for name, value in current.items()
                if name in previous and name not in NOT_COMPARED and previous[name] != value}
     for name in ARCHITECTURE:
         if name in changes:
-            old, new = changes[name]
-            raise ValueError(f"the run in this --out-dir was trained with {name} {old}, not {new}: pass the "
-                             "same model flags to resume it, or --fresh or another --out-dir")
+            raise ValueError(_architecture_change(name, *changes[name]))
     step_changes = {name: change for name, change in changes.items() if name in STEP_DEFINING}
     if step_changes and step_in_epoch > 0:
         described = ", ".join(f"{name} {old} -> {new}" for name, (old, new) in step_changes.items())
@@ -97,3 +92,43 @@ def compare(previous, current, epoch, step_in_epoch):
             f"changed ({described}): resume with the earlier --batch-size and --max-images to finish the "
             "epoch, then change them; or pass --fresh or another --out-dir")
     return [f"{name} {old} -> {new}" for name, (old, new) in changes.items()]
+
+
+def check_architecture(previous, current):
+    """Checks, before a checkpoint is restored, that `current` builds the models that the
+    `previous` settings (None: a run that saved none) were trained with. A restore can only
+    say which tensor does not fit; this names the option that changed.
+
+    Raises:
+        ValueError: an option of G or D differs.
+    """
+    if previous is None:
+        return
+    current, previous = _comparable(previous, current)
+    for name in ARCHITECTURE:
+        # A model given to train() ready-made records no options: the restore checks it.
+        if isinstance(previous.get(name), dict) and isinstance(current.get(name), dict):
+            if previous[name] != current[name]:
+                raise ValueError(_architecture_change(name, previous[name], current[name]))
+
+
+def _comparable(previous, current):
+    """Returns (current, previous) as the file holds them (tuples become lists in JSON),
+    with the options that earlier versions did not record filled in as they were."""
+    current = json.loads(json.dumps(current))
+    previous = dict(previous)
+    for name, unrecorded in UNRECORDED_ARCHITECTURE.items():
+        if isinstance(previous.get(name), dict):
+            previous[name] = {**unrecorded, **previous[name]}
+    return current, previous
+
+
+def _architecture_change(name, old, new):
+    """Returns the error message for models built with other options, naming each that changed."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        described = ", ".join(f"{option} {old.get(option)} (now {new.get(option)})"
+                              for option in sorted(set(old) | set(new)) if old.get(option) != new.get(option))
+    else:
+        described = f"{old} (now {new})"
+    return (f"the run in this --out-dir was trained with {name} {described}: pass the same model flags "
+            "to resume it, or --fresh or another --out-dir")

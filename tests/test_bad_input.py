@@ -32,6 +32,7 @@ import pytest
 
 import data
 import display
+import storage
 import train
 from conftest import REPO_ROOT, write_fashion_mnist, write_idx
 
@@ -242,8 +243,39 @@ def test_checkpoint_for_another_architecture(finished_run, capsys):
     before = _snapshot(out_dir)
     code, lines = _run_main(["--epochs", "2", "--data-dir", data_dir, "--out-dir", out_dir,
                              "--batch-size", "100", "--generator-filters", "32,16"], capsys)
+    # Named before the restore is tried: the option that changed, not a tensor.
+    _assert_one_clear_error(code, lines, "trained with generator_options filters [128, 64] (now [32, 16])")
+    assert _snapshot(out_dir) == before
+
+
+def test_checkpoint_for_another_architecture_without_recorded_settings(finished_run, tmp_path, capsys):
+    # A run that recorded no settings (an earlier version's) is checked by the restore.
+    data_dir, finished_dir = finished_run
+    out_dir = str(tmp_path / "out")
+    shutil.copytree(finished_dir, out_dir)
+    os.remove(os.path.join(out_dir, storage.SETTINGS_FILE))
+    before = _snapshot(out_dir)
+    code, lines = _run_main(["--epochs", "2", "--data-dir", data_dir, "--out-dir", out_dir,
+                             "--batch-size", "100", "--generator-filters", "32,16"], capsys)
     _assert_one_clear_error(code, lines, "does not fit these models")
     assert _snapshot(out_dir) == before
+
+
+def test_an_hour_run_of_the_version_before_the_discriminator_head_names_the_flags_to_resume_it(
+        finished_run, tmp_path, capsys):
+    # --hour's D gained a head (HOUR in train.py); its earlier runs had none.
+    data_dir, _ = finished_run
+    out_dir = str(tmp_path / "hour")
+    common = ["--hour", "--epochs", "2", "--max-images", "64", "--data-dir", data_dir, "--out-dir", out_dir,
+              "--seed", "0", "--precision", "float32", "--quiet"]
+    assert train.main(common + ["--epochs", "1", "--discriminator-head-convolutions", "0"]) == 0
+    capsys.readouterr()
+    before = _snapshot(out_dir)
+    code, lines = _run_main(common, capsys)
+    _assert_one_clear_error(code, lines, "discriminator_options head_convolutions 0 (now 1), head_filters None "
+                                         "(now 32): pass the same model flags")
+    assert _snapshot(out_dir) == before
+    assert train.main(common + ["--discriminator-head-convolutions", "0"]) == 0
 
 
 def test_deterministic_needs_a_seed(finished_run, capsys):

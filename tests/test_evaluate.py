@@ -155,7 +155,7 @@ def test_classifier_computes_in_float32_under_mixed_precision():
 # bfloat16 layers with other kernels, which moves these numbers in the second decimal.
 SHIPPED_GENERATOR_SCORES = {
     "generator.keras": {"fid": 12.93, "precision": 0.672, "recall": 0.752},
-    "hour_generator.keras": {"fid": 6.81, "precision": 0.703, "recall": 0.756},
+    "hour_generator.keras": {"fid": 5.69, "precision": 0.784, "recall": 0.755},
 }
 
 
