@@ -188,11 +188,12 @@ class Controller:
         optimizers = (generator_optimizer, discriminator_optimizer)
         # A checkpoint holds the learning rates too; this run's are the ones asked for.
         learning_rates = [float(optimizer.learning_rate.numpy()) for optimizer in optimizers]
-        restored = None
+        restored, previous_settings = None, None
         if not self.fresh:
             self.checkpoints.check_latent_dim()
+            previous_settings = run_settings.load(self.out_dir)
             if self.checkpoints.latest is not None:
-                run_settings.check_architecture(run_settings.load(self.out_dir), settings)
+                run_settings.check_architecture(previous_settings, settings)
             restored = self.checkpoints.restore()
             if restored and self.checkpoints.missing_extras:
                 # A checkpoint of an earlier version, or of a run without averaging.
@@ -213,7 +214,7 @@ class Controller:
             "discriminator_learning_rate": float(f"{learning_rates[1]:.6g}"),
             "beta_1": float(adam.beta_1), "beta_2": float(adam.beta_2),
             **settings}
-        changes = run_settings.compare(run_settings.load(self.out_dir) if restored else None, current,
+        changes = run_settings.compare(previous_settings if restored else None, current,
                                        self.start_epoch, start_step)
         if self.is_chief:
             run_settings.save(self.out_dir, current)

@@ -266,16 +266,16 @@ def test_an_hour_run_of_the_version_before_the_discriminator_head_names_the_flag
     # --hour's D gained a head (HOUR in train.py); its earlier runs had none.
     data_dir, _ = finished_run
     out_dir = str(tmp_path / "hour")
-    common = ["--hour", "--epochs", "2", "--max-images", "64", "--data-dir", data_dir, "--out-dir", out_dir,
-              "--seed", "0", "--precision", "float32", "--quiet"]
+    common = ["--hour", "--max-images", "64", "--data-dir", data_dir, "--out-dir", out_dir, "--seed", "0",
+              "--precision", "float32", "--quiet"]
     assert train.main(common + ["--epochs", "1", "--discriminator-head-convolutions", "0"]) == 0
     capsys.readouterr()
     before = _snapshot(out_dir)
-    code, lines = _run_main(common, capsys)
+    code, lines = _run_main(common + ["--epochs", "2"], capsys)
     _assert_one_clear_error(code, lines, "discriminator_options head_convolutions 0 (now 1), head_filters None "
                                          "(now 32): pass the same model flags")
     assert _snapshot(out_dir) == before
-    assert train.main(common + ["--discriminator-head-convolutions", "0"]) == 0
+    assert train.main(common + ["--epochs", "2", "--discriminator-head-convolutions", "0"]) == 0
 
 
 def test_deterministic_needs_a_seed(finished_run, capsys):
