@@ -38,16 +38,17 @@ GENERATOR_UPSAMPLING = "transposed"
 GENERATOR_EXTRA_CONVOLUTIONS = 1
 DISCRIMINATOR_EXTRA_CONVOLUTIONS = 0  # one more in D: 0.6x the images/s, FID 100 against 62
 MINIBATCH_STDDEV = True  # FID 27 against 31 after 5 minutes, and 60 against 62, at no measurable cost
-# None after the minibatch feature. One (Karras et al.'s) over the hour, at 0.77x the images/s:
-# precision 0.79 and recall 0.81 against 0.71 and 0.73, but FID 16.2 against 6.9, rising
-# after 30 minutes (seed 1; benchmarks/RESULTS.md, eighteenth round). With 32 channels
-# (--discriminator-head-filters 32, no measurable cost in speed on an AMD EPYC Zen 5) the
-# hour ended at FID 5.2, precision 0.80, recall 0.76 (seed 1, nineteenth round), and 5.8,
-# 0.79, 0.76 at seed 2 (twentieth): --hour's head since (train.HOUR). Not yet measured
-# with the default's smaller models, which stay without one.
-DISCRIMINATOR_HEAD_CONVOLUTIONS = 0
+# One 3x3 convolution of 32 channels after the minibatch feature, so that D can weigh the
+# batch's variety against what each image shows (Karras et al. put one there, as wide as
+# D's last layer). 32 channels cost no measurable speed (1,132 against 1,135 img/s with the
+# default models, AMD EPYC Zen 5) and take FID after 5 minutes from 28.1 and 25.5 to 18.6
+# and 16.6, after 20 from 12.8 and 11.7 to 11.0 and 11.1 (seeds 0 and 1), and precision
+# after 20 from 0.66 and 0.65 to 0.75 (benchmarks/RESULTS.md, twenty-first round); over the hour (`--hour`) they took FID from 6.8, 6.9, 8.5 to 7.1,
+# 5.2, 5.8 (seeds 0-2, twentieth round). As wide as D's last layer, the head drew the
+# classes unevenly over the hour (FID 16.2 at seed 1, eighteenth round).
+DISCRIMINATOR_HEAD_CONVOLUTIONS = 1
 # The head's channels; None: as many as D's last convolution (Karras et al.'s choice).
-DISCRIMINATOR_HEAD_FILTERS = None
+DISCRIMINATOR_HEAD_FILTERS = 32
 # Spectral normalization of this small D left G stuck (FID 186 after 5 minutes): too weak a D.
 SPECTRAL_NORM = False
 # 2.5x the DCGAN paper's 2e-4: FID 59 against 83 after 5 minutes; 1e-3 gave 68, 2e-3 worse
@@ -199,8 +200,8 @@ def make_discriminator_model(filters=DISCRIMINATOR_FILTERS, extra_convolutions=D
                              head_filters=DISCRIMINATOR_HEAD_FILTERS):
     """Builds D: images (batch, 28, 28, 1) in [-1, 1] -> logits (batch, 1).
 
-    Two strided convolutions halve the size twice (28 -> 14 -> 7), then one Dense layer
-    gives the logit. The logit is float32 whatever the dtype policy.
+    Two strided convolutions halve the size twice (28 -> 14 -> 7); after the minibatch
+    feature and the head's convolutions, one Dense layer gives the logit. The logit is float32 whatever the dtype policy.
 
     Args:
         extra_convolutions: 3x3 convolutions added at 14x14 and at 7x7 each.

@@ -261,13 +261,15 @@ def test_checkpoint_for_another_architecture_without_recorded_settings(finished_
     assert _snapshot(out_dir) == before
 
 
-def test_an_hour_run_of_the_version_before_the_discriminator_head_names_the_flags_to_resume_it(
-        finished_run, tmp_path, capsys):
-    # --hour's D gained a head (HOUR in train.py); its earlier runs had none.
+@pytest.mark.parametrize("run_flags", [[], ["--hour"]], ids=["default", "hour"])
+def test_a_run_of_the_version_before_the_discriminator_head_names_the_flags_to_resume_it(
+        finished_run, tmp_path, capsys, run_flags):
+    # D gained a head, --hour's first (HOUR in train.py) and then the default's (models.py);
+    # their earlier runs had none.
     data_dir, _ = finished_run
-    out_dir = str(tmp_path / "hour")
-    common = ["--hour", "--max-images", "64", "--data-dir", data_dir, "--out-dir", out_dir, "--seed", "0",
-              "--precision", "float32", "--quiet"]
+    out_dir = str(tmp_path / "run")
+    common = run_flags + ["--max-images", "64", "--data-dir", data_dir, "--out-dir", out_dir, "--seed", "0",
+                          "--precision", "float32", "--quiet"]
     assert train.main(common + ["--epochs", "1", "--discriminator-head-convolutions", "0"]) == 0
     capsys.readouterr()
     before = _snapshot(out_dir)

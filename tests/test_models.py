@@ -27,6 +27,11 @@ def test_discriminator_maps_images_to_one_logit_each():
     logits = discriminator(tf.random.uniform([7, 28, 28, 1], -1, 1), training=False)
     assert logits.shape == (7, 1)
     assert logits.dtype == tf.float32
+    # The default head: one 3x3 convolution of 32 channels over D's 128 at 7x7 and the
+    # minibatch spread, read by the logit.
+    head = [layer for layer in discriminator.layers if isinstance(layer, keras.layers.Conv2D)][2:]
+    assert [tuple(layer.kernel.shape) for layer in head] == [(3, 3, 129, 32)]
+    assert discriminator.get_layer("logit").kernel.shape == (7 * 7 * 32, 1)
 
 
 def test_architecture_follows_dcgan_guidelines():
@@ -200,9 +205,10 @@ def test_minibatch_stddev_appends_the_spread_of_each_group():
 
 
 def test_the_discriminators_head_convolves_the_minibatch_feature_with_the_images_features():
-    discriminator = models.make_discriminator_model(filters=(8, 16), head_convolutions=2)
+    discriminator = models.make_discriminator_model(filters=(8, 16), head_convolutions=2, head_filters=None)
     head = [layer for layer in discriminator.layers if isinstance(layer, keras.layers.Conv2D)][2:]
-    # The first takes the 16 channels at 7x7 and the spread; both keep D's 16 channels.
+    # The first takes the 16 channels at 7x7 and the spread; without a width of their
+    # own (None), both keep D's 16 channels.
     assert [tuple(layer.kernel.shape) for layer in head] == [(3, 3, 17, 16), (3, 3, 16, 16)]
     assert discriminator.get_layer("logit").kernel.shape == (7 * 7 * 16, 1)
     assert discriminator(tf.random.uniform([4, 28, 28, 1], -1, 1)).shape == (4, 1)

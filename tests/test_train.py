@@ -91,7 +91,8 @@ def test_the_r1_penalty_changes_d_only_on_every_intervalth_step():
 def test_variant_models_and_r1_train_resume_and_refuse_another_architecture(tiny_images, tmp_path):
     out_dir = str(tmp_path)
     variant = dict(generator_options=dict(upsampling="resize", extra_convolutions=1),
-                   discriminator_options=dict(minibatch_stddev=True, spectral_norm=True, head_convolutions=1),
+                   discriminator_options=dict(minibatch_stddev=True, spectral_norm=True, head_convolutions=1,
+                                              head_filters=None),
                    r1_weight=1.0, r1_interval=2)
     train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 1, out_dir=out_dir, seed=8, verbose=0, **variant)
     history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=out_dir, verbose=0, **variant)
@@ -134,17 +135,22 @@ def test_other_widths_train_and_resume_and_runs_of_earlier_versions_resume_with_
     assert saved.get_layer(index=1).units == 7 * 7 * 16  # the Dense projection to 7x7x16
     assert [layer for layer in saved.layers if isinstance(layer, keras.layers.Conv2D)][-1].kernel.shape == (3, 3, 4, 1)
 
-    # Earlier versions recorded no widths and no head convolutions: their runs had the
-    # default widths and none, and resume.
+    # Earlier versions recorded no widths and no head: their runs had the default widths
+    # and no head, and resume without one.
     old_dir = str(tmp_path / "old")
-    train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 1, out_dir=old_dir, seed=8, verbose=2)
+    headless = dict(discriminator_options=dict(head_convolutions=0))
+    train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 1, out_dir=old_dir, seed=8, verbose=2, **headless)
     settings = run_settings.load(old_dir)
     for name in ("generator_options", "discriminator_options"):
         del settings[name]["filters"]
     del settings["discriminator_options"]["head_convolutions"]
+    del settings["discriminator_options"]["head_filters"]
     run_settings.save(old_dir, settings)
+    with pytest.raises(ValueError, match=r"head_convolutions 0 \(now 1\), head_filters None \(now 32\)"):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=old_dir, verbose=0)
     capsys.readouterr()
-    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=old_dir, verbose=2)
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=old_dir, verbose=2,
+                          **headless)
     assert [row["epoch"] for row in history] == [0, 1]
     assert "Settings changed" not in capsys.readouterr().out
     # ... but not with other widths.
