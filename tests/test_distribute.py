@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import tensorflow as tf
 
 import train
@@ -83,10 +84,9 @@ EQUIVALENCE_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _max_difference(first, second):
-    import numpy as np
-
-    return max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(first, second))
+def _differences(first, second):
+    """Returns the absolute differences of two lists of weights, flattened into one array."""
+    return np.concatenate([np.abs(np.asarray(a) - np.asarray(b)).ravel() for a, b in zip(first, second)])
 
 
 def test_mirrored_over_two_devices_takes_the_same_steps_as_one_device(tmp_path):
@@ -102,15 +102,20 @@ def test_mirrored_over_two_devices_takes_the_same_steps_as_one_device(tmp_path):
         for name, value in alone["losses"].items():
             assert abs(value - split["losses"][name]) < 1e-5, (step, name, value, split["losses"][name])
         # Adam moves every weight by about the learning rate (5e-4) per step whatever the
-        # gradient's size. After the first step the two runs agree to ~1e-7. By the second,
-        # float32 summation order changes a few hundred elements whose gradient is tiny,
-        # where Adam's g / sqrt(v) is sensitive, by up to ~4e-5. Unsynchronized BatchNorm
-        # in G differs by ~4e-4 after one step (sign flips), far outside both bounds.
-        tolerance = 1e-6 if step == 0 else 1e-4
-        difference = _max_difference(alone["weights"], split["weights"])
-        assert difference < tolerance, f"step {step + 1}: weights differ by {difference}"
+        # gradient's size. After the first step the two runs agree to ~1e-7: unsynchronized
+        # BatchNorm in G would differ there by ~4e-4 (sign flips). By the second, float32
+        # summation order changes the elements whose gradient is tiny, where Adam's
+        # g / sqrt(v) is sensitive: with the default D about 140 of 614,000 weights (0.02%)
+        # by more than 5e-5, the largest by ~1.7e-4, a third of one step.
+        differences = _differences(alone["weights"], split["weights"])
+        if step == 0:
+            assert differences.max() < 1e-6, f"step 1: weights differ by {differences.max()}"
+        else:
+            assert differences.max() < 5e-4, f"step {step + 1}: weights differ by {differences.max()}"
+            assert np.mean(differences > 5e-5) < 1e-3, \
+                f"step {step + 1}: {np.mean(differences > 5e-5):.2%} of the weights differ by more than 5e-5"
     # The comparison is not vacuous: training moved the weights by much more than that.
-    assert _max_difference(report["initial"], report["one_device"][0]["weights"]) > 1e-4
+    assert _differences(report["initial"], report["one_device"][0]["weights"]).max() > 1e-4
 
 
 def _free_port():
@@ -202,11 +207,14 @@ def _newest_checkpoint(directory):
 
 
 def test_two_workers_agree_when_to_checkpoint_and_when_the_budget_is_spent(tmp_path):
-    # A checkpoint about every second and a budget of 15 seconds: each worker's own clock
-    # would decide at different steps, and a collective save that one worker skips hangs
-    # the other. Agreed decisions make both save together and stop at the same step.
+    # A checkpoint every 0.3 seconds and a budget of 15 seconds of steps: each worker's own
+    # clock would decide at different steps, and a collective save that one worker skips
+    # hangs the other. Agreed decisions make both save together and stop at the same step.
+    # Batches of 10 make 20 steps an epoch, so that an epoch's steps outlast the interval
+    # however fast or busy the machine is, and checkpoints fall mid-epoch.
     workers, (chief_dir, worker_dir) = _start_workers(
-        tmp_path, "--epochs", "1000", "--checkpoint-every-minutes", "0.015", "--max-minutes", "0.25")
+        tmp_path, "--epochs", "1000", "--batch-size", "10", "--checkpoint-every-minutes", "0.005",
+        "--max-minutes", "0.25")
     outputs = _wait_for_workers(workers)
     for index, (worker, (stdout, stderr)) in enumerate(zip(workers, outputs)):
         assert worker.returncode == 0, f"worker {index}:\n{stdout}\n{stderr[-3000:]}"
