@@ -43,9 +43,10 @@ MINIBATCH_STDDEV = True  # FID 27 against 31 after 5 minutes, and 60 against 62,
 # D's last layer). 32 channels cost no measurable speed (1,132 against 1,135 img/s with the
 # default models, AMD EPYC Zen 5) and take FID after 5 minutes from 28.1 and 25.5 to 18.6
 # and 16.6, after 20 from 12.8 and 11.7 to 11.0 and 11.1 (seeds 0 and 1), and precision
-# after 20 from 0.66 and 0.65 to 0.75 (benchmarks/RESULTS.md, twenty-first round); over the hour (`--hour`) they took FID from 6.8, 6.9, 8.5 to 7.1,
-# 5.2, 5.8 (seeds 0-2, twentieth round). As wide as D's last layer, the head drew the
-# classes unevenly over the hour (FID 16.2 at seed 1, eighteenth round).
+# after 20 from 0.66 and 0.65 to 0.75 (benchmarks/RESULTS.md, twenty-first round); over
+# the hour (`--hour`) they took FID from 6.8, 6.9, 8.5 to 7.1, 5.2, 5.8 (seeds 0-2,
+# twentieth round). As wide as D's last layer, the head drew the classes unevenly over
+# the hour (FID 16.2 at seed 1, eighteenth round).
 DISCRIMINATOR_HEAD_CONVOLUTIONS = 1
 # The head's channels; None: as many as D's last convolution (Karras et al.'s choice).
 DISCRIMINATOR_HEAD_FILTERS = 32
@@ -201,7 +202,8 @@ def make_discriminator_model(filters=DISCRIMINATOR_FILTERS, extra_convolutions=D
     """Builds D: images (batch, 28, 28, 1) in [-1, 1] -> logits (batch, 1).
 
     Two strided convolutions halve the size twice (28 -> 14 -> 7); after the minibatch
-    feature and the head's convolutions, one Dense layer gives the logit. The logit is float32 whatever the dtype policy.
+    feature and the head's convolutions, one Dense layer gives the logit. The logit is
+    float32 whatever the dtype policy.
 
     Args:
         extra_convolutions: 3x3 convolutions added at 14x14 and at 7x7 each.
