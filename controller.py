@@ -418,13 +418,14 @@ class Controller:
 
     def _expected_duration(self, start_step):
         """Returns a line saying how long the training left should take, from the speed the
-        precision probe measured, or None when it measured none (a precision was given)."""
+        precision probe measured or remembered, or None when it has none (a precision was
+        given, and never measured on this machine)."""
         rate = self.precision_choice.images_per_second.get(self.precision)
         if not rate:
             return None
         # A remembered speed was measured by an earlier run, perhaps while the machine was
         # busier or idler than now: the epoch lines give this run's own estimate.
-        measured = "measured earlier on this machine" if self.precision_choice.how == "remembered" else "measured"
+        measured = "measured" if self.precision_choice.how == "measured" else "measured earlier on this machine"
         steps_left = (self.total_epochs - self.start_epoch) * self.steps_per_epoch - start_step
         images_left = steps_left * self.batch_size
         minutes = images_left / rate / 60

@@ -4,7 +4,9 @@ Whether bfloat16 pays depends on more than an instruction set: on CPUs with AMX 
 4x float32, on an AMD Zen 4 about 1.8x, and on an Intel Xeon that lists avx512_bf16 but has
 no AMX it is slower than float32. So when no precision is asked for, `decide` times a few
 real training steps of the project's models at the run's batch size in every precision
-the device computes natively, and keeps the fastest.
+the device computes natively, and keeps the fastest. A CPU without bfloat16 instructions
+(most of them) has one such precision, float32; it is timed all the same, so that the run
+can say how long it expects to take.
 
 The answer is remembered per machine (device, TensorFlow version, models and batch size)
 in a small JSON file in the user's cache directory, so later runs start at once; a
@@ -41,10 +43,11 @@ class Choice:
 
     Attributes:
         precision: the name, one of devices.PRECISIONS.
-        images_per_second: {precision: training images per second} as measured (empty
-            when there was nothing to measure).
-        how: "measured", "remembered" (from an earlier measurement on this machine),
-            "only" (the one precision the device computes natively) or "asked".
+        images_per_second: {precision: training images per second} as measured (for an
+            asked precision, as remembered from an earlier run's measurement; empty when
+            there is none).
+        how: "measured", "remembered" (from an earlier measurement on this machine) or
+            "asked".
     """
 
     def __init__(self, precision, images_per_second, how):
@@ -58,9 +61,10 @@ class Choice:
         reason = {
             "measured": f"measured: {rates}",
             "remembered": f"measured earlier on this machine: {rates}; --remeasure-precision measures again",
-            "only": "the only one this device computes natively",
-            "asked": "as asked",
+            "asked": "as asked" + (f"; measured earlier on this machine: {rates}" if rates else ""),
         }[self.how]
+        if self.how != "asked" and len(self.images_per_second) == 1:
+            reason = f"the only one this device computes natively; {reason}"
         return f"precision {self.precision} ({reason})"
 
 
@@ -78,17 +82,21 @@ def _warn(message):
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def _load_cache(path):
+def _load_cache(path, warn=True):
+    """Returns the remembered measurements, {} for a missing file or, after a warning unless
+    `warn` is False, for one that cannot be read."""
     try:
         with open(path) as file:
             cache = json.load(file)
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as error:
-        _warn(f"ignoring the precision cache {path} ({error}); measuring again")
+        if warn:
+            _warn(f"ignoring the precision cache {path} ({error}); measuring again")
         return {}
     if not isinstance(cache, dict):
-        _warn(f"ignoring the precision cache {path} (not a JSON object); measuring again")
+        if warn:
+            _warn(f"ignoring the precision cache {path} (not a JSON object); measuring again")
         return {}
     return cache
 
@@ -189,7 +197,12 @@ def decide(requested, step_function, batch_size, latent_dim=models.LATENT_DIM, r
         warning = devices.emulation_warning(requested)
         if warning:
             _warn(warning)
-        choice = Choice(requested, {}, "asked")
+        # Nothing is timed, but a speed an earlier run measured here still tells how long
+        # this one should take.
+        key = machine_key(batch_size, latent_dim, devices.native_precisions(), generator_options,
+                          discriminator_options)
+        remembered = _remembered_rates(_load_cache(cache_path(), warn=False).get(key))
+        choice = Choice(requested, {requested: remembered[requested]} if requested in remembered else {}, "asked")
     else:
         choice = _fastest(step_function, batch_size, latent_dim, remeasure, measure_function,
                           generator_options, discriminator_options)
@@ -200,15 +213,14 @@ def decide(requested, step_function, batch_size, latent_dim=models.LATENT_DIM, r
 
 def _fastest(step_function, batch_size, latent_dim, remeasure, measure_function, generator_options,
              discriminator_options):
+    # With one candidate there is no choice to make, but its speed is still measured (a
+    # few seconds, once per machine): it is what the run's expected duration comes from.
     candidates = devices.native_precisions()
-    if len(candidates) == 1:
-        return Choice(candidates[0], {}, "only")
     path = cache_path()
     key = machine_key(batch_size, latent_dim, candidates, generator_options, discriminator_options)
     cache = _load_cache(path)
     remembered = cache.get(key)
-    if (not remeasure and isinstance(remembered, dict)
-            and set(remembered.get("images_per_second", {})) == set(candidates)
+    if (not remeasure and set(_remembered_rates(remembered)) == set(candidates)
             and remembered.get("precision") in candidates):
         return Choice(remembered["precision"], remembered["images_per_second"], "remembered")
     rates = measure_function(candidates, step_function, batch_size, latent_dim, generator_options,
@@ -217,3 +229,12 @@ def _fastest(step_function, batch_size, latent_dim, remeasure, measure_function,
     cache[key] = {"precision": precision, "images_per_second": {name: round(rate, 1) for name, rate in rates.items()}}
     _save_cache(path, cache)
     return Choice(precision, rates, "measured")
+
+
+def _remembered_rates(entry):
+    """Returns {precision: images/s} of a cache entry, or {} for a missing or malformed one."""
+    rates = entry.get("images_per_second") if isinstance(entry, dict) else None
+    if not isinstance(rates, dict):
+        return {}
+    return {name: rate for name, rate in rates.items()
+            if name in devices.PRECISIONS and isinstance(rate, (int, float)) and rate > 0}

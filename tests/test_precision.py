@@ -144,11 +144,40 @@ def test_an_unwritable_cache_is_not_fatal(tmp_path, monkeypatch, bfloat16_cpu, c
     assert "warning: could not remember the measured precision" in capsys.readouterr().err
 
 
-def test_one_native_precision_needs_no_measurement(cache_dir, monkeypatch):
+def test_one_native_precision_is_timed_once_for_the_runs_expected_duration(cache_dir, monkeypatch, capsys):
+    # Most CPUs (no bfloat16 instructions) have nothing to choose from, but the run still
+    # says how long it should take, from this measurement.
     monkeypatch.setattr(devices, "native_precisions", lambda: ("float32",))
-    choice = precision_probe.decide(None, train.train_step, 64, log=None,
-                                    measure_function=lambda *args: pytest.fail("measured"))
-    assert choice.precision == "float32" and choice.how == "only"
+    calls = []
+    measure = _fake_measurement({"float32": 412.0}, calls)
+    choice = precision_probe.decide(None, train.train_step, 32, measure_function=measure)
+    assert choice.precision == "float32" and choice.how == "measured" and choice.images_per_second == {"float32": 412.0}
+    assert capsys.readouterr().out.strip() == (
+        "precision float32 (the only one this device computes natively; measured: float32 412 img/s)")
+    again = precision_probe.decide(None, train.train_step, 32, measure_function=measure)
+    assert again.how == "remembered" and again.images_per_second == {"float32": 412.0} and len(calls) == 1
+    assert capsys.readouterr().out.strip().startswith(
+        "precision float32 (the only one this device computes natively; measured earlier on this machine: "
+        "float32 412 img/s;")
+
+
+def test_an_asked_precision_is_not_timed_but_takes_a_speed_measured_earlier(cache_dir, bfloat16_cpu, capsys):
+    never = lambda *args: pytest.fail("measured")  # noqa: E731
+    assert precision_probe.decide("float32", train.train_step, 32, measure_function=never,
+                                  log=None).images_per_second == {}
+    precision_probe.decide(None, train.train_step, 32, log=None,
+                           measure_function=_fake_measurement({"float32": 500.0, "mixed_bfloat16": 700.0}, []))
+    asked = precision_probe.decide("float32", train.train_step, 32, measure_function=never)
+    assert asked.how == "asked" and asked.images_per_second == {"float32": 500.0}
+    assert capsys.readouterr().out.strip() == (
+        "precision float32 (as asked; measured earlier on this machine: float32 500 img/s)")
+    # Not for other models: their speed was never measured.
+    assert precision_probe.decide("float32", train.train_step, 32, measure_function=never, log=None,
+                                  generator_options=dict(filters=(192, 96, 32))).images_per_second == {}
+    # A cache it cannot read gives no speed and no warning: nothing is measured again.
+    (cache_dir / precision_probe.CACHE_FILE).write_text("{not json")
+    assert precision_probe.decide("float32", train.train_step, 32, log=None).images_per_second == {}
+    assert capsys.readouterr().err == ""
 
 
 def test_an_emulated_precision_is_honoured_with_a_warning(cache_dir, monkeypatch, capsys):

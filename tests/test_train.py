@@ -566,6 +566,13 @@ def test_the_run_says_how_long_it_expects_to_take(tiny_images, tmp_path, monkeyp
                 max_minutes=0.01)
     assert ("Expected: 0.01 minutes of training (the --max-minutes budget), about 38 of the 24,832 images asked "
             "at the 64 img/s measured for float32" in capsys.readouterr().out)
+    # An asked precision is not timed, but a speed measured here before still counts.
+    asked = precision_probe.Choice("float32", {"float32": 64.0}, "asked")
+    monkeypatch.setattr(precision_probe, "decide", lambda *arguments, **keywords: asked)
+    train.train(data.make_dataset(tiny_images[:256], 64, seed=0), 3, out_dir=str(tmp_path / "asked"), seed=0,
+                verbose=2)
+    assert ("Expected: about 12 seconds of training for 768 images at the 64 img/s measured earlier on this "
+            "machine for float32" in capsys.readouterr().out)
 
 
 def test_each_epoch_says_how_long_the_rest_takes_at_the_runs_own_speed(tiny_images, tmp_path, monkeypatch, capsys):
