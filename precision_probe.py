@@ -220,9 +220,9 @@ def _fastest(step_function, batch_size, latent_dim, remeasure, measure_function,
     key = machine_key(batch_size, latent_dim, candidates, generator_options, discriminator_options)
     cache = _load_cache(path)
     remembered = cache.get(key)
-    if (not remeasure and set(_remembered_rates(remembered)) == set(candidates)
-            and remembered.get("precision") in candidates):
-        return Choice(remembered["precision"], remembered["images_per_second"], "remembered")
+    remembered_rates = _remembered_rates(remembered)
+    if not remeasure and set(remembered_rates) == set(candidates) and remembered.get("precision") in candidates:
+        return Choice(remembered["precision"], remembered_rates, "remembered")
     rates = measure_function(candidates, step_function, batch_size, latent_dim, generator_options,
                              discriminator_options)
     precision = max(rates, key=rates.get)
