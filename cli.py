@@ -80,6 +80,14 @@ def positive_float(text):
     return value
 
 
+def none_or(parse):
+    """Returns an argparse type: "none" for None, anything else as `parse` reads it."""
+    def argparse_type(text):
+        return None if text.strip().lower() == "none" else parse(text)
+    argparse_type.__name__ = getattr(parse, "__name__", "value")
+    return argparse_type
+
+
 class HalfLife(typing.NamedTuple):
     """A half-life as a flag gives it: `value` epochs, or `value` minutes of training.
 

@@ -350,7 +350,7 @@ class Controller:
             self._write_pictures()
         self._grid = None
         if self._stopped_early:
-            ending = "  (time budget reached mid-epoch)"
+            ending = "  (time budget reached mid-epoch; the same command run again goes on)"
         elif self.epoch + 1 < self.total_epochs:
             ending = f"  about {self._time_left(row['images_per_second'])} of training left"
         else:
@@ -433,7 +433,9 @@ class Controller:
         if budget and budget < minutes:
             return (f"Expected: {budget:g} minutes of training (the --max-minutes budget), about "
                     f"{budget * 60 * rate:,.0f} of the {images_left:,} images asked at the {rate:.0f} img/s "
-                    f"{measured} for {self.precision} (a busy machine trains fewer)")
+                    f"{measured} for {self.precision} (a busy machine trains fewer); all of them would take "
+                    f"about {_duration(minutes * 60)}: the same command run again goes on, or --max-minutes none "
+                    "trains them in one go")
         return (f"Expected: about {_duration(minutes * 60)} of training for {images_left:,} images at the "
                 f"{rate:.0f} img/s {measured} for {self.precision} (a busy machine takes longer)")
 

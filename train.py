@@ -14,7 +14,7 @@ Both objectives are binary cross-entropies of D's logits (models.py).
 The images we look at come from an average of G's recent weights (averaging.py), which
 is steadier and better than G at any single step; training itself only ever uses G.
 
-    python train.py                  # the defaults below; rerun the same command to resume
+    python train.py                  # the defaults below; rerun the same command to resume or go on
     python train.py --epochs 5 --max-images 2000 --out-dir smoke   # a quick look
     python train.py --hour --out-dir hour    # larger models for an hour: better images
 
@@ -52,7 +52,13 @@ import storage  # noqa: E402
 
 # ----------------------------------------------------------------------------------------
 # Hyperparameters: every flag of the command line defaults to one of these.
-EPOCHS = 15  # under 30 minutes on every 2-core CPU we measured (README); FID below 30 within 4
+EPOCHS = 15  # 13-20 minutes on the 2-core CPUs with AVX-512 it was timed on (README); FID below 30 within 4
+# A ceiling on the default run: a CPU too slow for EPOCHS in half an hour (an AMD EPYC of
+# the first Zen generation trains about 90 img/s, under 3 epochs in 30 minutes) stops then,
+# saving everything, with its learning rates still near their start (they halve by the
+# epoch), and the same command run again goes on from there. On the faster CPUs the epochs
+# end first, and the run is the same as without it.
+MAX_MINUTES = 30.0
 BATCH_SIZE = 32  # more updates at the same images/s: FID 55 against 62 (batch 64) after 5 minutes
 LATENT_DIM = models.LATENT_DIM  # 100, the DCGAN paper's noise size (defined in models.py)
 GENERATOR_LEARNING_RATE = models.GENERATOR_LEARNING_RATE  # 5e-4: faster than the paper's 2e-4 per minute
@@ -226,7 +232,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
           generator_options=None, discriminator_options=None, learning_rate_half_life=LEARNING_RATE_HALF_LIFE,
           learning_rate_half_life_minutes=None, ema_half_life_images=EMA_HALF_LIFE_IMAGES,
           ema_warmup_fraction=EMA_WARMUP_FRACTION, seed=SEED, precision=None, strategy=None, out_dir=OUT_DIR,
-          verbose=1, **run_options):
+          max_minutes=MAX_MINUTES, verbose=1, **run_options):
     """Trains a DCGAN on `dataset`, resuming from the checkpoint in `out_dir` if there is one.
 
     Epochs are numbered from 0: `train(dataset, 5)` after a finished 3-epoch run in the same
@@ -264,9 +270,11 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
             is fastest on this machine (precision_probe.py) and remembers it.
         strategy: a `tf.distribute.Strategy`; None trains on one device.
         out_dir: where grids, metrics, checkpoints and the final models are written.
+        max_minutes: stop cleanly, saving everything, after this many minutes of training
+            (None: no limit); calling again with the same `out_dir` goes on from there.
         verbose: 0 silent, 1 progress bar and a line per epoch, 2 the line only.
         **run_options: the run's bookkeeping, see `controller.Controller`: fresh,
-            max_minutes, checkpoint_every_minutes, checkpoint_every_steps, evaluator,
+            checkpoint_every_minutes, checkpoint_every_steps, evaluator,
             evaluate_every, evaluation_samples, remeasure_precision.
 
     Returns:
@@ -305,8 +313,8 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
     # precision it picks and the time it expects are this run's.
     run = controller.Controller(train_step, dataset, epochs, out_dir=out_dir, seed=seed, precision=precision,
                                 latent_dim=latent_dim, generator_options=generator_options,
-                                discriminator_options=discriminator_options, strategy=strategy, verbose=verbose,
-                                **run_options)
+                                discriminator_options=discriminator_options, strategy=strategy,
+                                max_minutes=max_minutes, verbose=verbose, **run_options)
     given_generator, given_discriminator = generator, discriminator
     with run.scope():  # the run's devices and precision; weights drawn from its seed
         if generator is None:
@@ -400,7 +408,8 @@ def make_argument_parser():
     cli.add_seed_argument(parser, SEED, "random seed; resuming keeps the run's")
     add("--max-images", type=cli.bounded_int(1, 10**9), default=None, help="train on the first N images only")
     add("--fresh", action="store_true", help="delete earlier results in --out-dir and start over")
-    add("--max-minutes", type=cli.positive_float, default=None, help="stop cleanly after this many minutes of training")
+    add("--max-minutes", type=cli.none_or(cli.positive_float), default=MAX_MINUTES,
+        help="stop cleanly after this many minutes of training, or none: no limit (the same command again goes on)")
     add("--precision", choices=devices.PRECISIONS, default=None,
         help="none: the fastest on this machine, measured once and remembered")
     add("--remeasure-precision", action="store_true", help="measure the fastest precision again")

@@ -12,7 +12,7 @@ Cases, command line (`python train.py ...`):
   7. --out-dir that is a file, or not writable
   8. --out-dir holding a checkpoint for another latent size, or another architecture
   9. --deterministic without --seed; an unknown --precision or --strategy;
-     --strategy multiworker without TF_CONFIG; --max-minutes negative or NaN;
+     --strategy multiworker without TF_CONFIG; --max-minutes zero, negative, NaN or a word;
      --checkpoint-every-minutes negative; --label-smoothing outside [0, 1)
 Python:
   10. train() with bad epochs (in test_train.py), and each data case above through
@@ -92,6 +92,8 @@ def _assert_one_clear_error(code, lines, expected_text):
     ("--max-images", "0", "must be between 1 and"),
     ("--max-minutes", "-1", "must be a positive number"),
     ("--max-minutes", "nan", "expected a finite number"),
+    ("--max-minutes", "0", "must be a positive number"),
+    ("--max-minutes", "never", "expected a number"),
     ("--checkpoint-every-minutes", "-5", "must be 0 or more"),
     ("--label-smoothing", "1.5", "must be in [0, 1)"),
     ("--beta-2", "1", "must be in [0, 1)"),

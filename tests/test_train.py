@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 import cli
+import controller
 import data
 import devices
 import display
@@ -565,7 +566,8 @@ def test_the_run_says_how_long_it_expects_to_take(tiny_images, tmp_path, monkeyp
     train.train(data.make_dataset(tiny_images[:256], 64, seed=0), 100, out_dir=str(tmp_path), verbose=2,
                 max_minutes=0.01)
     assert ("Expected: 0.01 minutes of training (the --max-minutes budget), about 38 of the 24,832 images asked "
-            "at the 64 img/s measured for float32" in capsys.readouterr().out)
+            "at the 64 img/s measured for float32 (a busy machine trains fewer); all of them would take about "
+            "6 minutes: the same command run again goes on" in capsys.readouterr().out)
     # An asked precision is not timed, but a speed measured here before still counts.
     asked = precision_probe.Choice("float32", {"float32": 64.0}, "asked")
     monkeypatch.setattr(precision_probe, "decide", lambda *arguments, **keywords: asked)
@@ -598,13 +600,35 @@ def test_each_epoch_says_how_long_the_rest_takes_at_the_runs_own_speed(tiny_imag
 
 def test_hour_makes_the_hours_settings_the_defaults_and_given_flags_still_win():
     default, hour = train.parse_arguments([]), train.parse_arguments(["--hour"])
-    assert not default.hour and default.max_minutes is None and default.epochs == train.EPOCHS
+    assert not default.hour and default.max_minutes == train.MAX_MINUTES and default.epochs == train.EPOCHS
     assert default.generator_filters == train.GENERATOR_FILTERS
     assert hour.hour and {name: getattr(hour, name) for name in train.HOUR} == train.HOUR
     assert hour.batch_size == train.BATCH_SIZE  # what HOUR does not name stays the default
     given = train.parse_arguments(["--max-minutes", "5", "--hour", "--generator-filters", "64,32"])
     assert given.max_minutes == 5.0 and given.generator_filters == (64, 32)
     assert given.discriminator_filters == train.HOUR["discriminator_filters"]
+
+
+def test_the_default_run_has_a_time_budget_that_none_lifts(tiny_data_dir, tmp_path, monkeypatch):
+    budgets = []
+
+    class Stop(Exception):
+        pass
+
+    def record_the_budget(*arguments, max_minutes, **keywords):
+        budgets.append(max_minutes)
+        raise Stop
+
+    monkeypatch.setattr(controller, "Controller", record_the_budget)
+    for flags, budget in (([], train.MAX_MINUTES), (["--max-minutes", "none"], None),
+                          (["--max-minutes", "None"], None), (["--max-minutes", "2.5"], 2.5)):
+        with pytest.raises(Stop):
+            train.main(["--data-dir", tiny_data_dir, "--out-dir", str(tmp_path / "out"), *flags])
+        assert budgets.pop() == budget, flags
+    # train() in a notebook has the command's default too.
+    with pytest.raises(Stop):
+        train.train(train.load_training_dataset(data_dir=tiny_data_dir, max_images=64), 1, out_dir=str(tmp_path))
+    assert budgets == [train.MAX_MINUTES]
 
 
 def test_an_hour_run_trains_the_hours_models_and_records_its_settings(tiny_data_dir, tmp_path):
