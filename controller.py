@@ -431,7 +431,8 @@ class Controller:
         minutes = images_left / rate / 60
         budget = self.options["max_minutes"]
         if budget and budget < minutes:
-            return (f"Expected: {budget:g} minutes of training (the --max-minutes budget), about "
+            unit = "minute" if budget == 1 else "minutes"
+            return (f"Expected: {budget:g} {unit} of training (the --max-minutes budget), about "
                     f"{budget * 60 * rate:,.0f} of the {images_left:,} images asked at the {rate:.0f} img/s "
                     f"{measured} for {self.precision} (a busy machine trains fewer); all of them would take "
                     f"about {_duration(minutes * 60)}: the same command run again goes on, or --max-minutes none "

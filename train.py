@@ -57,8 +57,9 @@ EPOCHS = 15  # 13-20 minutes on the 2-core CPUs with AVX-512 it was timed on (RE
 # the first Zen generation trains about 90 img/s, under 3 epochs in 30 minutes) stops then,
 # saving everything, with its learning rates still near their start (they halve by the
 # epoch), and the same command run again goes on from there. On the faster CPUs the epochs
-# end first, and the run is the same as without it.
-MAX_MINUTES = 30.0
+# end first, and the run is the same as without it. 28 minutes of training, as start-up and
+# saving add about 80 s on that CPU (a 1-minute budget took 140 s from command to last line).
+MAX_MINUTES = 28.0
 BATCH_SIZE = 32  # more updates at the same images/s: FID 55 against 62 (batch 64) after 5 minutes
 LATENT_DIM = models.LATENT_DIM  # 100, the DCGAN paper's noise size (defined in models.py)
 GENERATOR_LEARNING_RATE = models.GENERATOR_LEARNING_RATE  # 5e-4: faster than the paper's 2e-4 per minute
