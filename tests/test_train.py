@@ -575,6 +575,14 @@ def test_the_run_says_how_long_it_expects_to_take(tiny_images, tmp_path, monkeyp
                 verbose=2)
     assert ("Expected: about 12 seconds of training for 768 images at the 64 img/s measured earlier on this "
             "machine for float32" in capsys.readouterr().out)
+    # One minute is "1 minute": the slowest CPU's budget line reads as a sentence.
+    slow = precision_probe.Choice("float32", {"float32": 1.0}, "measured")
+    monkeypatch.setattr(precision_probe, "decide", lambda *arguments, **keywords: slow)
+    train.train(data.make_dataset(tiny_images[:256], 64, seed=0), 3, out_dir=str(tmp_path / "slow"), seed=0,
+                verbose=2, max_minutes=1)
+    assert ("Expected: 1 minute of training (the --max-minutes budget), about 60 of the 768 images asked at the "
+            "1 img/s measured for float32 (a busy machine trains fewer); all of them would take about 13 minutes"
+            in capsys.readouterr().out)
 
 
 def test_each_epoch_says_how_long_the_rest_takes_at_the_runs_own_speed(tiny_images, tmp_path, monkeypatch, capsys):
