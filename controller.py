@@ -379,9 +379,10 @@ class Controller:
                      f"{storage.LOSS_PLOT} in {self.out_dir}", flush=True)
         return self.history
 
-    def epochs_of_training(self, minutes):
+    def epochs_of_training(self, minutes, at_least=None):
         """Returns how many epochs `minutes` of training take at the speed of the run's first
-        epoch, to 0.01 epochs, or None while that epoch trains; works it out and logs it once.
+        epoch, to 0.01 epochs, but no fewer than `at_least` epochs (None: no floor), or None
+        while that epoch trains; works it out and logs it once.
 
         The speed is that of the first epoch's typical step, its median from its row in
         metrics.csv, timed as the --max-minutes budget times steps: the first step's tracing
@@ -395,7 +396,7 @@ class Controller:
                 speed from.
         """
         if self._epochs_of_training is not None:
-            return self._epochs_of_training
+            return max(self._epochs_of_training, at_least or 0)
         if self.epoch == 0:
             return None
         hundredths = 0  # none known here
@@ -411,10 +412,13 @@ class Controller:
                              "measure their speed: give the learning rate's half-life in epochs to resume")
         self._epochs_of_training = hundredths / 100
         if self.history:
+            floor = ""
+            if at_least is not None and self._epochs_of_training < at_least:
+                floor = f"; but no faster than every {at_least:g} epochs, so every {at_least:g}"
             self.log(f"The learning rates halve every {minutes:g} minutes of training: every "
                      f"{self._epochs_of_training:g} epochs, {epoch_seconds:.1f} s each at the median step of epoch "
-                     f"{first['epoch']} (the whole epoch took {first['seconds']:.1f} s)", flush=True)
-        return self._epochs_of_training
+                     f"{first['epoch']} (the whole epoch took {first['seconds']:.1f} s){floor}", flush=True)
+        return max(self._epochs_of_training, at_least or 0)
 
     def _expected_duration(self, start_step):
         """Returns a line saying how long the training left should take, from the speed the

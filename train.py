@@ -96,6 +96,9 @@ SPECTRAL_NORM = models.SPECTRAL_NORM  # False
 # In epochs, as the default's length is, so it trains alike on every CPU; a run of so many
 # minutes (HOUR below) halves them by the minute instead (--lr-half-life 21min).
 LEARNING_RATE_HALF_LIFE = 12.0
+# The fewest epochs a half-life in minutes may come to (None: no floor): the default's is in
+# epochs already; HOUR's below keeps a slow CPU's hour from annealing its few epochs.
+LEARNING_RATE_MIN_HALF_LIFE = None
 R1_WEIGHT = models.R1_WEIGHT  # 0: gamma 0.1 gave FID 9.4, not 9.8, after an hour (one seed: within seed noise)
 R1_INTERVAL = models.R1_INTERVAL  # 16, StyleGAN2's lazy regularization
 EMA_HALF_LIFE_IMAGES = averaging.HALF_LIFE_IMAGES  # the shown G averages G's weights over about this many images
@@ -120,13 +123,22 @@ HOUR = {
     "epochs": 100,
     "generator_filters": (192, 96, 32),
     "discriminator_filters": (96, 192),
-    # The rates halve every 21 minutes of training, to 0.14x at the hour's end on any CPU.
+    # The rates halve every 21 minutes of training, to 0.14x at the hour's end (on a CPU
+    # faster than 286 img/s, see below).
     # On the AMD EPYC that is every 8 epochs: FID 6.8 and 6.9 after 60 minutes (seeds 0 and
     # 1), where every 14 epochs gave 7.1 and 7.7 and every 6 was level or behind (tenth to
     # thirteenth rounds). On the AMX Xeon every 8 epochs fell to 0.04x and stopped improving
     # after 40 minutes (FID 8.1 at 60), where every 13.6, the same 21 minutes, reached 6.6
     # and, at a second seed, 6.3 (fifteenth and sixteenth rounds; recall 0.74-0.75).
     "lr_half_life": cli.HalfLife(21.0, "minutes"),
+    # But no faster than every 6 epochs: on a slow CPU 21 minutes are few epochs (3.1 on a
+    # Zen 3 at 146 img/s, where the rates would end the hour's 8.8 epochs at 0.16x). With
+    # a floor near 6 (seed 0 halving every 6.1 epochs, seed 1 every 6), recall after such an
+    # hour rose at both seeds tried, 0.717 to 0.738 and 0.704 to 0.732 (means over five
+    # noise seeds; precision 0.76-0.77 throughout), while FID went 6.9 to 6.3 and 5.7 to
+    # 7.4, both still under 0.2x the baseline's 43 there (twenty-eighth round, that hour
+    # counted on a Zen 5). Above 286 img/s 21 minutes are more than 6 epochs: unchanged.
+    "lr_min_half_life": 6.0,
     # Over 40,000 images the average ended 0.0-0.4 higher in all six hour runs (tenth to
     # twelfth rounds).
     "ema_half_life": 100_000.0,
@@ -231,7 +243,8 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
           discriminator_learning_rate=DISCRIMINATOR_LEARNING_RATE, beta_1=BETA_1, beta_2=BETA_2,
           label_smoothing=LABEL_SMOOTHING, augmentations=AUGMENTATIONS, r1_weight=R1_WEIGHT, r1_interval=R1_INTERVAL,
           generator_options=None, discriminator_options=None, learning_rate_half_life=LEARNING_RATE_HALF_LIFE,
-          learning_rate_half_life_minutes=None, ema_half_life_images=EMA_HALF_LIFE_IMAGES,
+          learning_rate_half_life_minutes=None, learning_rate_min_half_life=LEARNING_RATE_MIN_HALF_LIFE,
+          ema_half_life_images=EMA_HALF_LIFE_IMAGES,
           ema_warmup_fraction=EMA_WARMUP_FRACTION, seed=SEED, precision=None, strategy=None, out_dir=OUT_DIR,
           max_minutes=MAX_MINUTES, verbose=1, **run_options):
     """Trains a DCGAN on `dataset`, resuming from the checkpoint in `out_dir` if there is one.
@@ -262,6 +275,8 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         learning_rate_half_life_minutes: the half-life in minutes of training instead (pass
             learning_rate_half_life=None with it), turned into epochs at the speed of the
             run's first epoch (controller.Controller.epochs_of_training).
+        learning_rate_min_half_life: with a half-life in minutes, the fewest epochs it may
+            come to (None: no floor): on a slow CPU, minutes are few epochs.
         ema_half_life_images, ema_warmup_fraction: the average of G's weights that makes
             the grids, the evaluations and generator.keras (averaging.py); a half-life of
             None uses G itself.
@@ -305,6 +320,9 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
     for half_life, unit in ((learning_rate_half_life, "epochs"), (learning_rate_half_life_minutes, "minutes")):
         if half_life is not None and not half_life > 0:
             raise ValueError(f"the learning rate's half-life must be a positive number of {unit}, got {half_life}")
+    if learning_rate_min_half_life is not None and not learning_rate_min_half_life > 0:
+        raise ValueError(f"the learning rate's least half-life must be a positive number of epochs, got "
+                         f"{learning_rate_min_half_life}")
     if learning_rate_half_life is not None and learning_rate_half_life_minutes is not None:
         raise ValueError(f"the learning rate's half-life is given twice, {learning_rate_half_life} epochs and "
                          f"{learning_rate_half_life_minutes} minutes: pass learning_rate_half_life=None with minutes")
@@ -334,6 +352,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
               generator_average=generator_average, label_smoothing=label_smoothing, augmentations=list(augmentations),
               r1_weight=r1_weight, r1_interval=r1_interval, learning_rate_half_life=learning_rate_half_life,
               learning_rate_half_life_minutes=learning_rate_half_life_minutes,
+              learning_rate_min_half_life=learning_rate_min_half_life,
               generator_options=generator_options if given_generator is None else "a model given to train()",
               discriminator_options=(discriminator_options if given_discriminator is None
                                      else "a model given to train()"),
@@ -346,8 +365,10 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
             if learning_rate_half_life_minutes is not None:
                 # A run of so many minutes falls by the minute: on a CPU twice as fast, twice
                 # as many epochs to each halving. The first epoch, at the initial rates on any
-                # schedule, measures the speed; None until then.
-                half_life = run.epochs_of_training(learning_rate_half_life_minutes)
+                # schedule, measures the speed; None until then. On a slow CPU an hour is few
+                # epochs, and a floor in epochs keeps them from being annealed too soon.
+                half_life = run.epochs_of_training(learning_rate_half_life_minutes,
+                                                   at_least=learning_rate_min_half_life)
             if half_life is not None:
                 # Smaller steps as training goes on: late updates refine instead of wander.
                 for optimizer, initial in zip(optimizers, initial_learning_rates):
@@ -427,6 +448,8 @@ def make_argument_parser():
     add("--lr-half-life", type=cli.half_life, default=cli.HalfLife(LEARNING_RATE_HALF_LIFE, "epochs"),
         help="epochs over which both learning rates halve (as 12), or minutes of training (as 21min), or none: "
         "constant rates")
+    add("--lr-min-half-life", type=cli.none_or(cli.positive_float), default=LEARNING_RATE_MIN_HALF_LIFE,
+        help="with --lr-half-life in minutes: halve no faster than every N epochs, or none: no floor")
     add("--r1-weight", type=cli.non_negative_float, default=R1_WEIGHT,
         help="weight gamma of the R1 penalty on D's gradients at real images (0: off)")
     add("--r1-interval", type=cli.bounded_int(1, 10_000), default=R1_INTERVAL, help="apply R1 every N steps")
@@ -497,6 +520,7 @@ def main(argv=None):
               label_smoothing=args.label_smoothing, augmentations=args.augment, r1_weight=args.r1_weight,
               r1_interval=args.r1_interval, learning_rate_half_life=args.lr_half_life.epochs,
               learning_rate_half_life_minutes=args.lr_half_life.minutes,
+              learning_rate_min_half_life=args.lr_min_half_life,
               generator_options=dict(filters=args.generator_filters, upsampling=args.generator_upsampling,
                                      extra_convolutions=args.generator_extra_convolutions),
               discriminator_options=dict(filters=args.discriminator_filters,

@@ -63,7 +63,7 @@ BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_
                 generator_upsampling="transposed", generator_extra_convolutions=0, discriminator_extra_convolutions=0,
                 minibatch_stddev=False, spectral_norm=False, discriminator_head_convolutions=0,
                 discriminator_head_filters=None, r1_weight=0.0,
-                lr_half_life=cli.HalfLife(None), ema_half_lives=(), show_trained=True, latent_dim=models.LATENT_DIM)
+                lr_half_life=cli.HalfLife(None), lr_min_half_life=None, ema_half_lives=(), show_trained=True, latent_dim=models.LATENT_DIM)
 
 
 def make_default_run(images, args, **overrides):
@@ -104,6 +104,8 @@ def make_default_run(images, args, **overrides):
     # instead), rounded alike.
     lr_half_life_epochs = settings.lr_half_life.in_epochs(
         images_per_epoch / settings.clock_rate if settings.clock_rate else None)
+    if settings.lr_half_life.minutes is not None and settings.lr_min_half_life is not None:
+        lr_half_life_epochs = max(lr_half_life_epochs, settings.lr_min_half_life)
 
     def step(real_images):
         if lr_half_life_epochs is not None:  # as train.py does, epoch by epoch
@@ -279,6 +281,9 @@ def make_argument_parser():
                                default=cli.HalfLife(train.LEARNING_RATE_HALF_LIFE, "epochs"),
                                help="epochs over which both learning rates halve, or minutes of training as 21min "
                                     "(with --clock-rate), or none: constant")
+    default_group.add_argument("--lr-min-half-life", type=cli.none_or(cli.positive_float),
+                               default=train.LEARNING_RATE_MIN_HALF_LIFE,
+                               help="with --lr-half-life in minutes: halve no faster than every N epochs, or none")
     default_group.add_argument("--r1-weight", type=cli.non_negative_float, default=models.R1_WEIGHT,
                                help="weight gamma of the R1 penalty on D (0: off)")
     default_group.add_argument("--r1-interval", type=cli.bounded_int(1, 10_000), default=models.R1_INTERVAL,

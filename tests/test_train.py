@@ -213,6 +213,36 @@ def test_a_half_life_in_minutes_follows_the_first_epochs_speed_also_across_a_res
         run(4)
 
 
+def test_a_half_life_in_minutes_is_held_to_its_least_epochs(tiny_images, tmp_path, capsys):
+    out_dir, minutes = str(tmp_path), 0.5
+
+    def run(epochs, at_least):
+        generator_optimizer, discriminator_optimizer = models.make_optimizers(1e-3, 4e-4)
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=9), epochs, out_dir=out_dir, seed=9, verbose=2,
+                    generator_optimizer=generator_optimizer, discriminator_optimizer=discriminator_optimizer,
+                    learning_rate_half_life=None, learning_rate_half_life_minutes=minutes,
+                    learning_rate_min_half_life=at_least)
+        return float(generator_optimizer.learning_rate.numpy()), float(discriminator_optimizer.learning_rate.numpy())
+
+    assert run(1, 8.0) == pytest.approx((1e-3, 4e-4))
+    # Half a minute at a made-up 6 seconds an epoch is 5 epochs, fewer than 8: every 8.
+    history = run_history.read(out_dir, 1)
+    history[0]["median_step_seconds"] = 6.0 / history[0]["steps"]
+    history[0]["seconds"] = 60.0
+    run_history.write(out_dir, history)
+    assert run(3, 8.0) == pytest.approx((1e-3 * 0.5 ** (2 / 8), 4e-4 * 0.5 ** (2 / 8)))
+    logged = capsys.readouterr().out
+    assert logged.count("halve every 0.5 minutes of training: every 5 epochs, 6.0 s each at the median step of epoch "
+                        "0 (the whole epoch took 60.0 s); but no faster than every 8 epochs, so every 8") == 1, logged
+    assert run_settings.load(out_dir)["learning_rate_min_half_life"] == 8.0
+    # A floor below the minutes' epochs changes nothing; the resume says the setting changed.
+    assert run(4, 2.0) == pytest.approx((1e-3 * 0.5 ** (3 / 5), 4e-4 * 0.5 ** (3 / 5)))
+    assert "learning_rate_min_half_life 8.0 -> 2.0" in capsys.readouterr().out
+    for bad in (0.0, -8.0):
+        with pytest.raises(ValueError, match=f"least half-life must be a positive number of epochs, got {bad}"):
+            run(5, bad)
+
+
 def test_an_epochs_typical_speed_is_its_median_step():
     totals = {"d_loss": 4.0, "g_loss": 8.0, "d_real": 2.0, "d_fake": 1.0, "seconds": 5.6, "images": 128.0}
     row = run_history.epoch_row(0, 4, totals, [0.1, 0.2, 5.0, 0.3])  # a slow first step
@@ -649,6 +679,7 @@ def test_an_hour_run_trains_the_hours_models_and_records_its_settings(tiny_data_
     assert settings["discriminator_options"]["head_convolutions"] == 1
     assert settings["discriminator_options"]["head_filters"] == 32
     assert settings["learning_rate_half_life"] is None and settings["learning_rate_half_life_minutes"] == 21.0
+    assert settings["learning_rate_min_half_life"] == 6.0
     assert settings["ema_half_life_images"] == 100_000.0
     generator = keras.models.load_model(os.path.join(out_dir, storage.GENERATOR_FILE))
     assert generator.output_shape == (None, 28, 28, 1)
