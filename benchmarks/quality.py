@@ -63,7 +63,8 @@ BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_
                 generator_upsampling="transposed", generator_extra_convolutions=0, discriminator_extra_convolutions=0,
                 minibatch_stddev=False, spectral_norm=False, discriminator_head_convolutions=0,
                 discriminator_head_filters=None, r1_weight=0.0,
-                lr_half_life=cli.HalfLife(None), lr_min_half_life=None, ema_half_lives=(), show_trained=True, latent_dim=models.LATENT_DIM)
+                lr_half_life=cli.HalfLife(None), lr_min_half_life=None, ema_half_lives=(), show_trained=True,
+                latent_dim=models.LATENT_DIM)
 
 
 def make_default_run(images, args, **overrides):
