@@ -139,9 +139,13 @@ HOUR = {
     # 7.4, both still under 0.2x the baseline's 43 there (twenty-eighth round, that hour
     # counted on a Zen 5). Above 286 img/s 21 minutes are more than 6 epochs: unchanged.
     "lr_min_half_life": 6.0,
-    # Over 40,000 images the average ended 0.0-0.4 higher in all six hour runs (tenth to
-    # twelfth rounds).
-    "ema_half_life": 100_000.0,
+    # Over 40,000 images the average ended 0.0-0.4 higher than over 100,000 in all six hour
+    # runs (tenth to twelfth rounds). Over 200,000 it ended lower again on an AMX Xeon's hour
+    # (1.95 million images): by 0.14 and 0.17 as means over five noise seeds, at seeds 0 and
+    # 1, lower at each of the ten (twenty-seventh and twenty-ninth rounds). The warm-up holds
+    # the average to a tenth of the images seen, so it differs from 100,000 only after a
+    # million images, an hour above 278 img/s: a slower CPU's hour is unchanged.
+    "ema_half_life": 200_000.0,
     # One 3x3 convolution of 32 channels after the minibatch feature lets D weigh how varied
     # the batch is against what each image shows, at no measurable cost in speed (AMD EPYC,
     # Zen 5). It is far ahead up to 30 minutes (FID 20-22 against 32-37 after 5, 5.7-7.9
