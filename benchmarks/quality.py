@@ -95,9 +95,12 @@ def make_default_run(images, args, **overrides):
     generator_optimizer.build(generator.trainable_variables)
     discriminator_optimizer.build(discriminator.trainable_variables)
     noise_seed = tf.Variable(settings.seed, dtype=tf.int64)
-    averages = {f"ema {half_life:g}": averaging.GeneratorAverage(generator, half_life, settings.ema_warmup,
-                                                                  seed=settings.seed)
-                for half_life in settings.ema_half_lives}
+    # Every half-life with every warm-up, all averaging the one run's G: a paired comparison.
+    averages = {}
+    for half_life in settings.ema_half_lives:
+        for warmup in settings.ema_warmup:
+            label = f"ema {half_life:g}" + (f" warm-up {warmup:g}" if len(settings.ema_warmup) > 1 else "")
+            averages[label] = averaging.GeneratorAverage(generator, half_life, warmup, seed=settings.seed)
 
     initial_learning_rates = (settings.g_learning_rate, settings.d_learning_rate)
     images_per_epoch = len(images)
@@ -294,8 +297,9 @@ def make_argument_parser():
     default_group.add_argument("--ema-half-lives", type=_half_lives, default=(train.EMA_HALF_LIFE_IMAGES,),
                                help="half-lives in images of averaged generators to evaluate, comma-separated; "
                                     "the first is the one train.py would save ('none': the trained G)")
-    default_group.add_argument("--ema-warmup", type=cli.fraction, default=train.EMA_WARMUP_FRACTION,
-                               help="the averages' warm-up fraction")
+    default_group.add_argument("--ema-warmup", type=_fractions, default=(train.EMA_WARMUP_FRACTION,),
+                               help="the averages' warm-up fractions, comma-separated; every half-life is "
+                                    "averaged with each")
     default_group.add_argument("--show-trained", action="store_true",
                                help="also evaluate the trained G itself, from the same run")
     default_group.add_argument("--precision", choices=devices.PRECISIONS, default=None,
@@ -347,6 +351,10 @@ def _half_lives(text):
     if not values:
         raise argparse.ArgumentTypeError(f"expected positive numbers separated by commas, got {text!r}")
     return values
+
+
+def _fractions(text):
+    return tuple(cli.fraction(part) for part in text.split(","))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,32 @@ def test_the_quality_benchmark_evaluates_every_generator_of_a_run_and_the_baseli
     assert quality.make_baseline_run(images, args)[1][""]().input_shape == (None, models.LATENT_DIM)
 
 
+def test_the_quality_benchmark_averages_with_every_warm_up_of_one_run():
+    images = np.random.default_rng(0).integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    args = quality.make_argument_parser().parse_args(
+        ["--seed", "0", "--batch-size", "32", "--precision", "float32", "--ema-half-lives", "1000,5000",
+         "--ema-warmup", "0.5,0", "--show-trained"])
+    step, generators, dataset = quality.make_default_run(images, args)
+    assert list(generators) == ["", "ema 1000 warm-up 0", "ema 5000 warm-up 0.5", "ema 5000 warm-up 0",
+                                "trained G"]
+    initial = [weight.numpy() for weight in generators["trained G"]().trainable_weights]
+    step(next(iter(dataset)))
+
+    def moved_towards_trained(label):
+        # The fraction of the way from G's start to G after the step that the average went.
+        averaged = [weight.numpy() for weight in generators[label]().trainable_weights]
+        trained = [weight.numpy() for weight in generators["trained G"]().trainable_weights]
+        return (sum(np.sum((a - i) * (t - i)) for a, i, t in zip(averaged, initial, trained))
+                / sum(np.sum((t - i) ** 2) for i, t in zip(initial, trained)))
+
+    # 32 images with the half-life capped at half of them: beta = 0.25. Without a warm-up
+    # the half-lives of 1000 and 5000 images hold the start: beta = 0.978 and 0.996.
+    assert moved_towards_trained("") == pytest.approx(0.75, abs=1e-3)
+    assert moved_towards_trained("ema 5000 warm-up 0.5") == pytest.approx(0.75, abs=1e-3)
+    assert moved_towards_trained("ema 1000 warm-up 0") == pytest.approx(1 - 0.5 ** (32 / 1000), abs=1e-3)
+    assert moved_towards_trained("ema 5000 warm-up 0") == pytest.approx(1 - 0.5 ** (32 / 5000), abs=1e-3)
+
+
 @pytest.fixture
 def built_optimizers(monkeypatch):
     """The list of the optimizers models.make_optimizers builds while the test runs."""
