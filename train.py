@@ -144,7 +144,9 @@ HOUR = {
     # (1.95 million images): by 0.14 and 0.17 as means over five noise seeds, at seeds 0 and
     # 1, lower at each of the ten (twenty-seventh and twenty-ninth rounds). The warm-up holds
     # the average to a tenth of the images seen, so it differs from 100,000 only after a
-    # million images, an hour above 278 img/s: a slower CPU's hour is unchanged.
+    # million images, an hour above 278 img/s: a slower CPU's hour is unchanged. A Zen 3's
+    # hour ends lower with a shorter warm-up (0.025: 6.2 against 6.9), but that would shorten
+    # the Xeon's average too, to the length that lost there (thirty-first round).
     "ema_half_life": 200_000.0,
     # One 3x3 convolution of 32 channels after the minibatch feature lets D weigh how varied
     # the batch is against what each image shows, at no measurable cost in speed (AMD EPYC,
