@@ -38,6 +38,11 @@ GENERATOR_UPSAMPLING = "transposed"
 GENERATOR_EXTRA_CONVOLUTIONS = 1
 DISCRIMINATOR_EXTRA_CONVOLUTIONS = 0  # one more in D: 0.6x the images/s, FID 100 against 62
 MINIBATCH_STDDEV = True  # FID 27 against 31 after 5 minutes, and 60 against 62, at no measurable cost
+# Images per group of the minibatch feature, Karras et al.'s 4; every size costs the same.
+# Over a Zen 3's hour of `--hour` (seed 0), 8 and 32 (the whole batch; StyleGAN2-ADA's
+# size for CIFAR-10) gave FID 7.55 and 6.61 against 6.89, recall 0.734 and 0.726 against
+# 0.730, on five noise seeds (benchmarks/RESULTS.md, thirty-second round).
+MINIBATCH_GROUP_SIZE = 4
 # One 3x3 convolution of 32 channels after the minibatch feature, so that D can weigh the
 # batch's variety against what each image shows (Karras et al. put one there, as wide as
 # D's last layer). 32 channels cost no measurable speed (1,132 against 1,135 img/s with the
@@ -198,7 +203,7 @@ class MinibatchStandardDeviation(keras.layers.Layer):
 def make_discriminator_model(filters=DISCRIMINATOR_FILTERS, extra_convolutions=DISCRIMINATOR_EXTRA_CONVOLUTIONS,
                              minibatch_stddev=MINIBATCH_STDDEV, spectral_norm=SPECTRAL_NORM,
                              head_convolutions=DISCRIMINATOR_HEAD_CONVOLUTIONS,
-                             head_filters=DISCRIMINATOR_HEAD_FILTERS):
+                             head_filters=DISCRIMINATOR_HEAD_FILTERS, minibatch_group_size=MINIBATCH_GROUP_SIZE):
     """Builds D: images (batch, 28, 28, 1) in [-1, 1] -> logits (batch, 1).
 
     Two strided convolutions halve the size twice (28 -> 14 -> 7); after the minibatch
@@ -208,6 +213,8 @@ def make_discriminator_model(filters=DISCRIMINATOR_FILTERS, extra_convolutions=D
     Args:
         extra_convolutions: 3x3 convolutions added at 14x14 and at 7x7 each.
         minibatch_stddev: append `MinibatchStandardDeviation` before the Dense layer.
+        minibatch_group_size: the images of each of its groups (fewer when the batch
+            is not a multiple: the largest size up to this that divides it); None: the default.
         head_convolutions: 3x3 convolutions at 7x7 between the minibatch feature and the
             Dense layer. Without one, the logit adds the group's spread times a weight: D
             can only ask for more variety or less. Karras et al. put a convolution there,
@@ -220,10 +227,13 @@ def make_discriminator_model(filters=DISCRIMINATOR_FILTERS, extra_convolutions=D
         A `keras.Model` named "discriminator".
 
     Raises:
-        ValueError: a filter count is not a positive integer, or extra_convolutions or
-            head_convolutions is not a whole number >= 0.
+        ValueError: a filter count or the group size is not a positive integer, or
+            extra_convolutions or head_convolutions is not a whole number >= 0.
     """
     _check_positive("discriminator filters", *filters)
+    if minibatch_group_size is None:
+        minibatch_group_size = MINIBATCH_GROUP_SIZE
+    _check_positive("minibatch group size", minibatch_group_size)
     if head_filters is None:
         head_filters = filters[-1]
     _check_positive("discriminator head filters", head_filters)
@@ -246,7 +256,7 @@ def make_discriminator_model(filters=DISCRIMINATOR_FILTERS, extra_convolutions=D
             x = keras.layers.LeakyReLU(negative_slope=0.2)(x)
         assert tuple(x.shape) == (None, size, size, layer_filters)
     if minibatch_stddev:
-        x = MinibatchStandardDeviation()(x)
+        x = MinibatchStandardDeviation(group_size=minibatch_group_size)(x)
     for _ in range(head_convolutions):
         x = layer(keras.layers.Conv2D(head_filters, 3, padding="same", kernel_initializer=_weights_initializer()))(x)
         x = keras.layers.LeakyReLU(negative_slope=0.2)(x)

@@ -86,6 +86,7 @@ GENERATOR_UPSAMPLING = models.GENERATOR_UPSAMPLING  # "transposed"
 GENERATOR_EXTRA_CONVOLUTIONS = models.GENERATOR_EXTRA_CONVOLUTIONS  # 1
 DISCRIMINATOR_EXTRA_CONVOLUTIONS = models.DISCRIMINATOR_EXTRA_CONVOLUTIONS  # 0
 MINIBATCH_STDDEV = models.MINIBATCH_STDDEV  # True
+MINIBATCH_GROUP_SIZE = models.MINIBATCH_GROUP_SIZE  # 4 images per group of that feature
 DISCRIMINATOR_HEAD_CONVOLUTIONS = models.DISCRIMINATOR_HEAD_CONVOLUTIONS  # 1: D weighs the batch's variety
 DISCRIMINATOR_HEAD_FILTERS = models.DISCRIMINATOR_HEAD_FILTERS  # 32: fewer than D's 128 at 7x7
 SPECTRAL_NORM = models.SPECTRAL_NORM  # False
@@ -273,8 +274,8 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         r1_weight, r1_interval: the R1 penalty on D (train_step).
         generator_options, discriminator_options: keyword arguments of
             models.make_generator_model / make_discriminator_model for models built here
-            (filters, upsampling, extra_convolutions, minibatch_stddev, spectral_norm,
-            head_convolutions, head_filters).
+            (filters, upsampling, extra_convolutions, minibatch_stddev, minibatch_group_size,
+            spectral_norm, head_convolutions, head_filters).
         learning_rate_half_life: epochs over which both learning rates halve, epoch by
             epoch (epoch e trains at the initial rates times 0.5 ** (e / half-life));
             None keeps them constant.
@@ -315,14 +316,18 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
     generator_options = {"filters": GENERATOR_FILTERS, "upsampling": GENERATOR_UPSAMPLING,
                          "extra_convolutions": GENERATOR_EXTRA_CONVOLUTIONS, **(generator_options or {})}
     discriminator_options = {"filters": DISCRIMINATOR_FILTERS, "extra_convolutions": DISCRIMINATOR_EXTRA_CONVOLUTIONS,
-                             "minibatch_stddev": MINIBATCH_STDDEV, "spectral_norm": SPECTRAL_NORM,
-                             "head_convolutions": DISCRIMINATOR_HEAD_CONVOLUTIONS,
+                             "minibatch_stddev": MINIBATCH_STDDEV, "minibatch_group_size": MINIBATCH_GROUP_SIZE,
+                             "spectral_norm": SPECTRAL_NORM, "head_convolutions": DISCRIMINATOR_HEAD_CONVOLUTIONS,
                              "head_filters": DISCRIMINATOR_HEAD_FILTERS, **(discriminator_options or {})}
     if (not discriminator_options["head_convolutions"]
             or discriminator_options["head_filters"] == tuple(discriminator_options["filters"])[-1]):
         # One spelling for one model: no head, or one as wide as D's last convolution,
         # records None as earlier versions did, so a resume compares models, not spellings.
         discriminator_options["head_filters"] = None
+    if not discriminator_options["minibatch_stddev"] or discriminator_options["minibatch_group_size"] is None:
+        # Without the minibatch feature its group size changes nothing: record the default,
+        # which runs of versions that did not record it used.
+        discriminator_options["minibatch_group_size"] = MINIBATCH_GROUP_SIZE
     for half_life, unit in ((learning_rate_half_life, "epochs"), (learning_rate_half_life_minutes, "minutes")):
         if half_life is not None and not half_life > 0:
             raise ValueError(f"the learning rate's half-life must be a positive number of {unit}, got {half_life}")
@@ -471,6 +476,8 @@ def make_argument_parser():
         help="3x3 convolutions D adds at 14x14 and at 7x7 each")
     add("--minibatch-stddev", action=argparse.BooleanOptionalAction, default=MINIBATCH_STDDEV,
         help="D also sees how much the images of its batch differ")
+    add("--minibatch-group-size", type=cli.bounded_int(1, MAX_BATCH_SIZE), default=MINIBATCH_GROUP_SIZE,
+        help="images per group of that feature (the largest size up to this that divides the batch)")
     add("--discriminator-head-convolutions", type=cli.bounded_int(0, 8), default=DISCRIMINATOR_HEAD_CONVOLUTIONS,
         help="3x3 convolutions D adds at 7x7 after the minibatch feature")
     add("--discriminator-head-filters", type=cli.bounded_int(1, 4096), default=DISCRIMINATOR_HEAD_FILTERS,
@@ -531,7 +538,9 @@ def main(argv=None):
                                      extra_convolutions=args.generator_extra_convolutions),
               discriminator_options=dict(filters=args.discriminator_filters,
                                          extra_convolutions=args.discriminator_extra_convolutions,
-                                         minibatch_stddev=args.minibatch_stddev, spectral_norm=args.spectral_norm,
+                                         minibatch_stddev=args.minibatch_stddev,
+                                         minibatch_group_size=args.minibatch_group_size,
+                                         spectral_norm=args.spectral_norm,
                                          head_convolutions=args.discriminator_head_convolutions,
                                          head_filters=args.discriminator_head_filters),
               ema_half_life_images=None if args.no_ema else args.ema_half_life, ema_warmup_fraction=args.ema_warmup,

@@ -61,8 +61,8 @@ OUT_DIR = "quality_output"
 BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_1=0.5, beta_2=0.999,
                 label_smoothing=0.0, augment=(), generator_filters=(128, 64), discriminator_filters=(64, 128),
                 generator_upsampling="transposed", generator_extra_convolutions=0, discriminator_extra_convolutions=0,
-                minibatch_stddev=False, spectral_norm=False, discriminator_head_convolutions=0,
-                discriminator_head_filters=None, r1_weight=0.0,
+                minibatch_stddev=False, minibatch_group_size=models.MINIBATCH_GROUP_SIZE, spectral_norm=False,
+                discriminator_head_convolutions=0, discriminator_head_filters=None, r1_weight=0.0,
                 lr_half_life=cli.HalfLife(None), lr_min_half_life=None, ema_half_lives=(), show_trained=True,
                 latent_dim=models.LATENT_DIM)
 
@@ -78,7 +78,9 @@ def make_default_run(images, args, **overrides):
                              extra_convolutions=settings.generator_extra_convolutions)
     discriminator_options = dict(filters=tuple(settings.discriminator_filters),
                                  extra_convolutions=settings.discriminator_extra_convolutions,
-                                 minibatch_stddev=settings.minibatch_stddev, spectral_norm=settings.spectral_norm,
+                                 minibatch_stddev=settings.minibatch_stddev,
+                                 minibatch_group_size=settings.minibatch_group_size,
+                                 spectral_norm=settings.spectral_norm,
                                  head_convolutions=settings.discriminator_head_convolutions,
                                  head_filters=settings.discriminator_head_filters)
     # The precision `python train.py` would use here for these models (measured, as it measures).
@@ -273,6 +275,8 @@ def make_argument_parser():
                                help="3x3 convolutions D adds at 14x14 and at 7x7 each")
     default_group.add_argument("--minibatch-stddev", action=argparse.BooleanOptionalAction,
                                default=models.MINIBATCH_STDDEV, help="D sees the spread of its batch")
+    default_group.add_argument("--minibatch-group-size", type=cli.bounded_int(1, 4096),
+                               default=models.MINIBATCH_GROUP_SIZE, help="images per group of that feature")
     default_group.add_argument("--discriminator-head-convolutions", type=cli.bounded_int(0, 4),
                                default=models.DISCRIMINATOR_HEAD_CONVOLUTIONS,
                                help="3x3 convolutions D adds at 7x7 after the minibatch feature")

@@ -124,6 +124,7 @@ def _assert_one_clear_error(code, lines, expected_text):
     ("--discriminator-extra-convolutions", "two", "expected a whole number"),
     ("--discriminator-head-convolutions", "-1", "must be between 0 and"),
     ("--discriminator-head-filters", "0", "must be between 1 and"),
+    ("--minibatch-group-size", "0", "must be between 1 and"),
     ("--augment", "translation,zoom", "unknown augmentation zoom"),
     ("--precision", "float8", "invalid choice"),
     ("--strategy", "tpu", "invalid choice"),

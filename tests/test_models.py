@@ -202,6 +202,24 @@ def test_minibatch_stddev_appends_the_spread_of_each_group():
     np.testing.assert_allclose(spread[:, 0, 0, 2], [1.0, 1.0, 1e-4, 1e-4], rtol=1e-3)
     # A batch the group size does not divide uses the largest group size that does.
     assert models.MinibatchStandardDeviation(group_size=4)(tf.ones([3, 2, 2, 1])).shape == (3, 2, 2, 2)
+    # One group of all four: their standard deviation, the same number for every image.
+    whole = models.MinibatchStandardDeviation(group_size=4)(features)
+    np.testing.assert_allclose(whole[:, 0, 0, 2], [np.std([0.0, 2.0, 5.0, 5.0])] * 4, rtol=1e-5)
+
+
+def test_the_discriminator_groups_its_minibatch_feature_as_asked():
+    def group_sizes(discriminator):
+        return [layer.group_size for layer in discriminator.layers
+                if isinstance(layer, models.MinibatchStandardDeviation)]
+
+    assert group_sizes(models.make_discriminator_model()) == [models.MINIBATCH_GROUP_SIZE]
+    assert group_sizes(models.make_discriminator_model(minibatch_group_size=None)) == [models.MINIBATCH_GROUP_SIZE]
+    whole_batch = models.make_discriminator_model(filters=(8, 16), minibatch_group_size=32)
+    assert group_sizes(whole_batch) == [32]
+    assert whole_batch(tf.random.uniform([32, 28, 28, 1], -1, 1)).shape == (32, 1)
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(ValueError, match="minibatch group size"):
+            models.make_discriminator_model(minibatch_group_size=bad)
 
 
 def test_the_discriminators_head_convolves_the_minibatch_feature_with_the_images_features():

@@ -119,6 +119,11 @@ def test_variant_models_and_r1_train_resume_and_refuse_another_architecture(tiny
     with pytest.raises(ValueError, match=r"trained with discriminator_options head_filters None \(now 8\)"):
         train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 4, out_dir=out_dir, verbose=0,
                     **{**variant, "discriminator_options": {**same_head, "head_filters": 8}})
+    # The minibatch feature's groups are part of D: another size is another model.
+    assert run_settings.load(out_dir)["discriminator_options"]["minibatch_group_size"] == 4
+    with pytest.raises(ValueError, match=r"minibatch_group_size 4 \(now 2\)"):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 4, out_dir=out_dir, verbose=0,
+                    **{**variant, "discriminator_options": {**same_head, "minibatch_group_size": 2}})
 
 
 def test_other_widths_train_and_resume_and_runs_of_earlier_versions_resume_with_the_default_widths(
@@ -146,6 +151,7 @@ def test_other_widths_train_and_resume_and_runs_of_earlier_versions_resume_with_
         del settings[name]["filters"]
     del settings["discriminator_options"]["head_convolutions"]
     del settings["discriminator_options"]["head_filters"]
+    del settings["discriminator_options"]["minibatch_group_size"]
     run_settings.save(old_dir, settings)
     with pytest.raises(ValueError, match=r"head_convolutions 0 \(now 1\), head_filters None \(now 32\)"):
         train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=old_dir, verbose=0)
