@@ -33,7 +33,8 @@ NOT_COMPARED = ("precision_choice",)
 # so that their runs resume with the same models.
 UNRECORDED_ARCHITECTURE = {"generator_options": {"filters": [128, 64]},
                            "discriminator_options": {"filters": [64, 128], "head_convolutions": 0,
-                                                     "head_filters": None, "minibatch_group_size": 4}}
+                                                     "head_filters": None, "minibatch_group_size": 4,
+                                                     "pack": 1}}
 
 
 def load(out_dir):

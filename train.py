@@ -87,6 +87,7 @@ GENERATOR_EXTRA_CONVOLUTIONS = models.GENERATOR_EXTRA_CONVOLUTIONS  # 1
 DISCRIMINATOR_EXTRA_CONVOLUTIONS = models.DISCRIMINATOR_EXTRA_CONVOLUTIONS  # 0
 MINIBATCH_STDDEV = models.MINIBATCH_STDDEV  # True
 MINIBATCH_GROUP_SIZE = models.MINIBATCH_GROUP_SIZE  # 4 images per group of that feature
+PACK = models.PACK  # 1: D judges one image at a time, not PacGAN's packs
 DISCRIMINATOR_HEAD_CONVOLUTIONS = models.DISCRIMINATOR_HEAD_CONVOLUTIONS  # 1: D weighs the batch's variety
 DISCRIMINATOR_HEAD_FILTERS = models.DISCRIMINATOR_HEAD_FILTERS  # 32: fewer than D's 128 at 7x7
 SPECTRAL_NORM = models.SPECTRAL_NORM  # False
@@ -275,7 +276,7 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
         generator_options, discriminator_options: keyword arguments of
             models.make_generator_model / make_discriminator_model for models built here
             (filters, upsampling, extra_convolutions, minibatch_stddev, minibatch_group_size,
-            spectral_norm, head_convolutions, head_filters).
+            spectral_norm, head_convolutions, head_filters, pack).
         learning_rate_half_life: epochs over which both learning rates halve, epoch by
             epoch (epoch e trains at the initial rates times 0.5 ** (e / half-life));
             None keeps them constant.
@@ -318,7 +319,8 @@ def train(dataset, epochs=EPOCHS, *, generator=None, discriminator=None, generat
     discriminator_options = {"filters": DISCRIMINATOR_FILTERS, "extra_convolutions": DISCRIMINATOR_EXTRA_CONVOLUTIONS,
                              "minibatch_stddev": MINIBATCH_STDDEV, "minibatch_group_size": MINIBATCH_GROUP_SIZE,
                              "spectral_norm": SPECTRAL_NORM, "head_convolutions": DISCRIMINATOR_HEAD_CONVOLUTIONS,
-                             "head_filters": DISCRIMINATOR_HEAD_FILTERS, **(discriminator_options or {})}
+                             "head_filters": DISCRIMINATOR_HEAD_FILTERS, "pack": PACK,
+                             **(discriminator_options or {})}
     if (not discriminator_options["head_convolutions"]
             or discriminator_options["head_filters"] == tuple(discriminator_options["filters"])[-1]):
         # One spelling for one model: no head, or one as wide as D's last convolution,
@@ -478,6 +480,8 @@ def make_argument_parser():
         help="D also sees how much the images of its batch differ")
     add("--minibatch-group-size", type=cli.bounded_int(1, MAX_BATCH_SIZE), default=MINIBATCH_GROUP_SIZE,
         help="images per group of that feature (the largest size up to this that divides the batch)")
+    add("--pack", type=cli.bounded_int(1, 64), default=PACK,
+        help="images D judges together as one input, all real or all generated (PacGAN); 1: one at a time")
     add("--discriminator-head-convolutions", type=cli.bounded_int(0, 8), default=DISCRIMINATOR_HEAD_CONVOLUTIONS,
         help="3x3 convolutions D adds at 7x7 after the minibatch feature")
     add("--discriminator-head-filters", type=cli.bounded_int(1, 4096), default=DISCRIMINATOR_HEAD_FILTERS,
@@ -542,7 +546,7 @@ def main(argv=None):
                                          minibatch_group_size=args.minibatch_group_size,
                                          spectral_norm=args.spectral_norm,
                                          head_convolutions=args.discriminator_head_convolutions,
-                                         head_filters=args.discriminator_head_filters),
+                                         head_filters=args.discriminator_head_filters, pack=args.pack),
               ema_half_life_images=None if args.no_ema else args.ema_half_life, ema_warmup_fraction=args.ema_warmup,
               seed=args.seed, precision=args.precision, strategy=strategy,
               out_dir=args.out_dir, verbose=2 if args.quiet else 1, fresh=args.fresh, max_minutes=args.max_minutes,

@@ -61,7 +61,7 @@ OUT_DIR = "quality_output"
 BASELINE = dict(batch_size=64, g_learning_rate=2e-4, d_learning_rate=2e-4, beta_1=0.5, beta_2=0.999,
                 label_smoothing=0.0, augment=(), generator_filters=(128, 64), discriminator_filters=(64, 128),
                 generator_upsampling="transposed", generator_extra_convolutions=0, discriminator_extra_convolutions=0,
-                minibatch_stddev=False, minibatch_group_size=models.MINIBATCH_GROUP_SIZE, spectral_norm=False,
+                minibatch_stddev=False, minibatch_group_size=models.MINIBATCH_GROUP_SIZE, pack=1, spectral_norm=False,
                 discriminator_head_convolutions=0, discriminator_head_filters=None, r1_weight=0.0,
                 lr_half_life=cli.HalfLife(None), lr_min_half_life=None, ema_half_lives=(), show_trained=True,
                 latent_dim=models.LATENT_DIM)
@@ -82,7 +82,7 @@ def make_default_run(images, args, **overrides):
                                  minibatch_group_size=settings.minibatch_group_size,
                                  spectral_norm=settings.spectral_norm,
                                  head_convolutions=settings.discriminator_head_convolutions,
-                                 head_filters=settings.discriminator_head_filters)
+                                 head_filters=settings.discriminator_head_filters, pack=settings.pack)
     # The precision `python train.py` would use here for these models (measured, as it measures).
     precision = precision_probe.decide(settings.precision, train.train_step, settings.batch_size,
                                        settings.latent_dim, generator_options=generator_options,
@@ -277,6 +277,8 @@ def make_argument_parser():
                                default=models.MINIBATCH_STDDEV, help="D sees the spread of its batch")
     default_group.add_argument("--minibatch-group-size", type=cli.bounded_int(1, 4096),
                                default=models.MINIBATCH_GROUP_SIZE, help="images per group of that feature")
+    default_group.add_argument("--pack", type=cli.bounded_int(1, 64), default=models.PACK,
+                               help="images D judges together as one (PacGAN); 1: one at a time")
     default_group.add_argument("--discriminator-head-convolutions", type=cli.bounded_int(0, 4),
                                default=models.DISCRIMINATOR_HEAD_CONVOLUTIONS,
                                help="3x3 convolutions D adds at 7x7 after the minibatch feature")

@@ -125,6 +125,7 @@ def _assert_one_clear_error(code, lines, expected_text):
     ("--discriminator-head-convolutions", "-1", "must be between 0 and"),
     ("--discriminator-head-filters", "0", "must be between 1 and"),
     ("--minibatch-group-size", "0", "must be between 1 and"),
+    ("--pack", "0", "must be between 1 and"),
     ("--augment", "translation,zoom", "unknown augmentation zoom"),
     ("--precision", "float8", "invalid choice"),
     ("--strategy", "tpu", "invalid choice"),

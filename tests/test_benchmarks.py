@@ -108,10 +108,11 @@ def test_the_quality_benchmark_trains_the_issue_11_variants(built_optimizers, mo
          "--generator-extra-convolutions", "1", "--discriminator-extra-convolutions", "1", "--minibatch-stddev",
          "--spectral-norm", "--r1-weight", "1", "--r1-interval", "2", "--lr-half-life", "1", "--show-trained",
          "--beta-2", "0.99", "--latent-dim", "16", "--discriminator-head-convolutions", "1",
-         "--minibatch-group-size", "8"])
+         "--minibatch-group-size", "8", "--pack", "2"])
     step, generators, dataset = quality.make_default_run(images, args)
     assert [layer.group_size for layer in discriminators[-1].layers
             if isinstance(layer, models.MinibatchStandardDeviation)] == [8]
+    assert [layer.pack for layer in discriminators[-1].layers if isinstance(layer, models.Pack)] == [2]
     assert generators["trained G"]().input_shape == (None, 16)
     assert [float(optimizer.beta_2) for optimizer in built_optimizers] == pytest.approx([0.99, 0.99])
     batches = iter(dataset.repeat())

@@ -222,6 +222,39 @@ def test_the_discriminator_groups_its_minibatch_feature_as_asked():
             models.make_discriminator_model(minibatch_group_size=bad)
 
 
+def test_pack_stacks_consecutive_images_into_the_channels_and_fills_up_a_short_batch():
+    # Image i is filled with the number i, so each channel shows which image it holds.
+    images = tf.range(5, dtype=tf.float32)[:, None, None, None] * tf.ones([5, 3, 3, 1])
+    packs = models.Pack(2)(images)
+    # Five images make three packs: (0, 1), (2, 3) and (4, 0), the first image filling up.
+    assert packs.shape == (3, 3, 3, 2)
+    np.testing.assert_array_equal(packs[:, 0, 0, :], [[0, 1], [2, 3], [4, 0]])
+    np.testing.assert_array_equal(packs[:, 2, 1, :], [[0, 1], [2, 3], [4, 0]])
+    np.testing.assert_array_equal(models.Pack(4)(images[:1])[0, 0, 0], [0, 0, 0, 0])
+
+
+def test_a_packed_discriminator_gives_one_logit_per_pack_and_survives_saving(tmp_path):
+    discriminator = models.make_discriminator_model(filters=(8, 16), pack=2)
+    assert discriminator.get_layer(index=2).kernel.shape[2] == 2  # the first convolution sees both images
+    images = tf.random.uniform([32, 28, 28, 1], -1, 1)
+    logits = discriminator(images)
+    assert logits.shape == (16, 1)
+    assert discriminator(images[:5]).shape == (3, 1) and discriminator(images[:1]).shape == (1, 1)
+    # A pack's verdict depends on its own images only (up to the minibatch feature's group).
+    alone = models.make_discriminator_model(filters=(8, 16), pack=2, minibatch_stddev=False)
+    changed = tf.concat([images[:2], -images[2:4], images[4:]], axis=0)
+    difference = np.abs(alone(images).numpy() - alone(changed).numpy())[:, 0]
+    assert difference[1] > 0 and np.all(difference[[0] + list(range(2, 16))] == 0)
+    assert float(models.r1_penalty(discriminator, images)) > 0  # each image's gradient, from its pack's logit
+    path = str(tmp_path / "discriminator.keras")
+    discriminator.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(images), logits, rtol=1e-5, atol=1e-6)
+    assert all(not isinstance(layer, models.Pack) for layer in models.make_discriminator_model().layers)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="pack"):
+            models.make_discriminator_model(pack=bad)
+
+
 def test_the_discriminators_head_convolves_the_minibatch_feature_with_the_images_features():
     discriminator = models.make_discriminator_model(filters=(8, 16), head_convolutions=2, head_filters=None)
     head = [layer for layer in discriminator.layers if isinstance(layer, keras.layers.Conv2D)][2:]

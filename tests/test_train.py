@@ -40,9 +40,10 @@ def _weights(model):
     return [variable.numpy().copy() for variable in model.trainable_variables]
 
 
-def test_one_step_changes_both_models_and_returns_finite_metrics():
+@pytest.mark.parametrize("pack", [1, 3])  # 3: D judges packs of images, the last one filled up
+def test_one_step_changes_both_models_and_returns_finite_metrics(pack):
     generator = models.make_generator_model(latent_dim=16)
-    discriminator = models.make_discriminator_model()
+    discriminator = models.make_discriminator_model(pack=pack)
     generator_optimizer, discriminator_optimizer = models.make_optimizers()
     # train_step is one tf.function for all models; it may create variables only on its
     # first trace, so optimizer slots are built first, as train() does.
@@ -126,6 +127,22 @@ def test_variant_models_and_r1_train_resume_and_refuse_another_architecture(tiny
                     **{**variant, "discriminator_options": {**same_head, "minibatch_group_size": 2}})
 
 
+def test_a_packed_discriminator_trains_resumes_and_refuses_another_pack(tiny_images, tmp_path):
+    out_dir = str(tmp_path)
+    packed = dict(discriminator_options=dict(filters=(8, 16), pack=3))
+    # 300 images in batches of 64: the last batch, 44 images, is no multiple of 3.
+    train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 1, out_dir=out_dir, seed=8, verbose=0, **packed)
+    history = train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=out_dir, verbose=0, **packed)
+    assert [row["epoch"] for row in history] == [0, 1]
+    assert all(np.isfinite(row["d_loss"]) and np.isfinite(row["g_loss"]) for row in history)
+    assert run_settings.load(out_dir)["discriminator_options"]["pack"] == 3
+    saved = keras.models.load_model(os.path.join(out_dir, "discriminator.keras"))
+    assert saved(tiny_images[:6, :, :, None].astype("float32") / 127.5 - 1).shape == (2, 1)
+    with pytest.raises(ValueError, match=r"trained with discriminator_options pack 3 \(now 1\)"):
+        train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 3, out_dir=out_dir, verbose=0,
+                    discriminator_options=dict(filters=(8, 16)))
+
+
 def test_other_widths_train_and_resume_and_runs_of_earlier_versions_resume_with_the_default_widths(
         tiny_images, tmp_path, capsys):
     # G with a third width: a layer at 28x28 (models.py).
@@ -152,6 +169,7 @@ def test_other_widths_train_and_resume_and_runs_of_earlier_versions_resume_with_
     del settings["discriminator_options"]["head_convolutions"]
     del settings["discriminator_options"]["head_filters"]
     del settings["discriminator_options"]["minibatch_group_size"]
+    del settings["discriminator_options"]["pack"]
     run_settings.save(old_dir, settings)
     with pytest.raises(ValueError, match=r"head_convolutions 0 \(now 1\), head_filters None \(now 32\)"):
         train.train(data.make_dataset(tiny_images, TINY_BATCH, seed=8), 2, out_dir=old_dir, verbose=0)
