@@ -66,10 +66,9 @@ GENERATOR_LEARNING_RATE = models.GENERATOR_LEARNING_RATE  # 5e-4: faster than th
 # 5e-4, the same as G's. 7.5e-4 over the hour raised recall to 0.77 but precision fell to
 # 0.695 and FID rose to 8.9 from 6.9 (seed 1, seventeenth round): a stronger D trades one for the other.
 # 6e-4 cost as much FID (9.2) and bought no recall (0.74; eighteenth round). D ahead by a
-# slower G costs less: on a Zen 3's hour (counted on an AMD EPYC Zen 4) G at 4.2e-4 ended
-# at recall 0.736 and 0.749, FID 6.9 and 6.7, against `--hour`'s 0.730 and 0.732, 6.9 and
-# 7.4 (seeds 0 and 1; thirty-fourth and thirty-fifth rounds; seed 2 ended at 0.738 and
-# 8.7), not yet on a faster CPU's hour.
+# slower G (4.2e-4) did no better: on a Zen 3's hour (counted on an AMD EPYC Zen 4) it
+# ended three seeds at FID 7.4 against `--hour`'s 7.1 and recall 0.741 against 0.736, and
+# on a Zen 4's hour at FID 8.2 against 6.6 (thirty-fourth to thirty-sixth rounds).
 DISCRIMINATOR_LEARNING_RATE = models.DISCRIMINATOR_LEARNING_RATE
 BETA_1 = models.BETA_1  # 0: no momentum; better than the DCGAN paper's 0.5 with the averaged G
 # 0.999, Adam's default. StyleGAN2's 0.99 ended the hour at FID 8.5 against 8.2 (seed 2, means
