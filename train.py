@@ -104,7 +104,12 @@ LEARNING_RATE_HALF_LIFE = 12.0
 # The fewest epochs a half-life in minutes may come to (None: no floor): the default's is in
 # epochs already; HOUR's below keeps a slow CPU's hour from annealing its few epochs.
 LEARNING_RATE_MIN_HALF_LIFE = None
-R1_WEIGHT = models.R1_WEIGHT  # 0: gamma 0.1 gave FID 9.4, not 9.8, after an hour (one seed: within seed noise)
+# 0. For the default, gamma 0.1 gave FID 9.4, not 9.8, after an hour (one seed: within seed
+# noise). With HOUR's models on a Zen 3's hour it ended two seeds at 5.8 against 7.1, recall
+# unchanged (0.732; thirty-seventh round, counted on an AMD EPYC Zen 4). Not in HOUR until a
+# third seed and a faster CPU's hour agree: the slower G was level or ahead at two seeds,
+# then lost at a third.
+R1_WEIGHT = models.R1_WEIGHT
 R1_INTERVAL = models.R1_INTERVAL  # 16, StyleGAN2's lazy regularization
 EMA_HALF_LIFE_IMAGES = averaging.HALF_LIFE_IMAGES  # the shown G averages G's weights over about this many images
 EMA_WARMUP_FRACTION = averaging.WARMUP_FRACTION  # early on, over at most this fraction of the images seen
