@@ -104,11 +104,8 @@ LEARNING_RATE_HALF_LIFE = 12.0
 # The fewest epochs a half-life in minutes may come to (None: no floor): the default's is in
 # epochs already; HOUR's below keeps a slow CPU's hour from annealing its few epochs.
 LEARNING_RATE_MIN_HALF_LIFE = None
-# 0. For the default, gamma 0.1 gave FID 9.4, not 9.8, after an hour (one seed: within seed
-# noise). With HOUR's models on a Zen 3's hour it ended two seeds at 5.8 against 7.1, recall
-# unchanged (0.732; thirty-seventh round, counted on an AMD EPYC Zen 4). Not in HOUR until a
-# third seed and a faster CPU's hour agree: the slower G was level or ahead at two seeds,
-# then lost at a third.
+# 0 for the default: gamma 0.1 gave FID 9.4, not 9.8, after an hour (one seed: within seed
+# noise), and its gain comes late in a run (HOUR below uses it).
 R1_WEIGHT = models.R1_WEIGHT
 R1_INTERVAL = models.R1_INTERVAL  # 16, StyleGAN2's lazy regularization
 EMA_HALF_LIFE_IMAGES = averaging.HALF_LIFE_IMAGES  # the shown G averages G's weights over about this many images
@@ -169,6 +166,14 @@ HOUR = {
     # hour keeps it whatever the default becomes.
     "discriminator_head_convolutions": 1,
     "discriminator_head_filters": 32,
+    # R1 on D's gradient at real images, gamma 0.1 every 16 steps (0.96x the images/s in
+    # float32, 0.98x in mixed_bfloat16): D's verdict stays flat around the real images, so
+    # the small late steps of G follow a smoother signal. On a Zen 3's hour it gains only
+    # after 30 to 40 minutes and ended three seeds at FID 5.7, 5.8 and 5.7 against 6.9, 7.4
+    # and 7.1, precision 0.767 against 0.766, recall 0.728 against 0.736; a Zen 4's hour,
+    # ahead from 20 minutes, at 2.9 against 6.6, recall 0.775 against 0.770 (means over five
+    # noise seeds; thirty-seventh and thirty-eighth rounds, counted on an AMD EPYC Zen 4).
+    "r1_weight": 0.1,
 }
 MAX_EPOCHS, MAX_BATCH_SIZE, MAX_LATENT_DIM = controller.MAX_EPOCHS, 65_536, 10_000  # catch typos
 

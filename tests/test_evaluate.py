@@ -155,7 +155,7 @@ def test_classifier_computes_in_float32_under_mixed_precision():
 # bfloat16 layers with other kernels, which moves these numbers in the second decimal.
 SHIPPED_GENERATOR_SCORES = {
     "generator.keras": {"fid": 12.31, "precision": 0.763, "recall": 0.760},
-    "hour_generator.keras": {"fid": 5.69, "precision": 0.784, "recall": 0.755},
+    "hour_generator.keras": {"fid": 3.20, "precision": 0.779, "recall": 0.781},
 }
 
 

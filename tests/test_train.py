@@ -705,6 +705,7 @@ def test_an_hour_run_trains_the_hours_models_and_records_its_settings(tiny_data_
     assert settings["learning_rate_half_life"] is None and settings["learning_rate_half_life_minutes"] == 21.0
     assert settings["learning_rate_min_half_life"] == 6.0
     assert settings["ema_half_life_images"] == 200_000.0
+    assert settings["r1_weight"] == 0.1 and settings["r1_interval"] == train.R1_INTERVAL
     generator = keras.models.load_model(os.path.join(out_dir, storage.GENERATOR_FILE))
     assert generator.output_shape == (None, 28, 28, 1)
     assert any(layer.output.shape[1:] == (28, 28, 32) for layer in generator.layers)
